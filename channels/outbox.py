@@ -1,0 +1,64 @@
+"""The outbox: each message written as a file, for review or when no token is set.
+
+One file per delivery (`<channel>/<delivery id>.txt`): a JSON header line, a
+blank line, then the text exactly as the platform would get it. Writing the same
+delivery again replaces its file, so a retry never makes a second copy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from outreach.channel import RenderedMessage, Sent
+
+
+class OutboxChannel:
+    """Writes messages under a folder instead of posting them."""
+
+    name = "outbox"
+    idempotent = True
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def path_for(self, message: RenderedMessage) -> Path:
+        """Where a delivery's file goes."""
+        return self.folder / message.channel / f"{message.delivery_id:06d}.txt"
+
+    async def send(self, message: RenderedMessage) -> Sent:
+        """Write the message file atomically (a reader never sees half of it)."""
+        path = await asyncio.to_thread(self._write, message)
+        return Sent(platform_id=f"outbox:{path.relative_to(self.folder).as_posix()}")
+
+    def _write(self, message: RenderedMessage) -> Path:
+        path = self.path_for(message)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        header = {
+            "channel": message.channel,
+            "target": message.target,
+            "campaign": message.campaign_id,
+            "delivery": message.delivery_id,
+            "language": message.language,
+            "markup": message.markup,
+            "link": {"code": message.link_code, "destination": message.destination},
+        }
+        body = json.dumps(header, ensure_ascii=False) + "\n\n" + message.text + "\n"
+        fd, temp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(body)
+            os.replace(temp, path)
+        except BaseException:
+            Path(temp).unlink(missing_ok=True)
+            raise
+        return path
+
+
+def read_outbox_file(path: Path) -> tuple[dict[str, object], str]:
+    """The header and text of an outbox file (for people and tests reading it back)."""
+    header, _, text = path.read_text(encoding="utf-8").partition("\n\n")
+    return json.loads(header), text.removesuffix("\n")

@@ -1,0 +1,310 @@
+"""Settings: `schedules.yaml` plus the environment, validated once at start-up.
+
+Everything that varies between installs lives in one typed `Settings` object that
+the CLI builds and passes down; no other module reads `os.environ`. Errors name the
+file, the line and the key, because staff edit this file by hand.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from dotenv import dotenv_values
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+Language = Literal["vi", "en"]
+LANGUAGES: tuple[Language, ...] = ("vi", "en")
+
+DEFAULT_CONFIG = "schedules.yaml"
+DEFAULT_DATABASE_URL = "sqlite:///outreach.db"
+
+
+class ConfigError(Exception):
+    """Invalid configuration: each problem names where it is (file:line: key)."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = list(problems)
+
+
+class _Strict(BaseModel):
+    # Unknown keys are typos more often than not: refuse them.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Labels(_Strict):
+    """A text in each supported language."""
+
+    vi: str
+    en: str
+
+
+class Topic(_Strict):
+    """A business section items are filed under; keywords are matched accent-free."""
+
+    id: str = Field(pattern=r"^[a-z][a-z0-9_-]*$")
+    label: Labels
+    keywords: list[str] = []
+
+
+class Source(_Strict):
+    """One portal feed to poll."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    url: str = Field(pattern=r"^(https?|file)://")
+    language: Language = "vi"
+    topics: list[str] = []
+    poll_minutes: int = Field(default=30, ge=1)
+
+
+class Target(_Strict):
+    """A page or chat a channel posts to, and the item languages it takes."""
+
+    id: str = Field(min_length=1)
+    name: str = ""
+    languages: list[Language] = list(LANGUAGES)
+
+
+class ChannelSettings(_Strict):
+    """Non-secret settings of one platform channel."""
+
+    enabled: bool = True
+    targets: list[Target] = []
+    template: str = "post"
+    # Overrides the platform's own limit (e.g. to keep Facebook posts short).
+    max_text: int | None = Field(default=None, ge=80)
+
+
+class FacebookSettings(ChannelSettings):
+    """Facebook Page channel; facebook-sdk's own default Graph version is retired."""
+
+    graph_version: str = Field(default="v23.0", pattern=r"^v\d+\.\d+$")
+
+
+class OutboxSettings(_Strict):
+    """Where messages are written when no platform token is set."""
+
+    dir: Path = Path("outbox")
+
+
+class Channels(_Strict):
+    """The channels in use; a missing section means the channel is not used."""
+
+    facebook: FacebookSettings | None = None
+    telegram_channel: ChannelSettings | None = None
+    outbox: OutboxSettings = OutboxSettings()
+
+    def enabled(self) -> dict[str, ChannelSettings]:
+        """Platform channels that are configured and switched on, by name."""
+        found = {"facebook": self.facebook, "telegram_channel": self.telegram_channel}
+        return {name: c for name, c in found.items() if c is not None and c.enabled}
+
+
+class Tracker(_Strict):
+    """The short-link redirector: its public address and where it may send people."""
+
+    public_url: str = Field(pattern=r"^https?://[^/\s]+")
+    allowed_domains: list[str] = Field(min_length=1)
+    utm_medium: str = "social"
+
+    @field_validator("public_url")
+    @classmethod
+    def _no_trailing_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @field_validator("allowed_domains")
+    @classmethod
+    def _lower(cls, value: list[str]) -> list[str]:
+        return [d.strip().lower().lstrip(".") for d in value]
+
+
+class Fetch(_Strict):
+    """How feeds are fetched: slow or huge portals must not hang a poll."""
+
+    timeout_seconds: float = Field(default=20.0, gt=0)
+    max_bytes: int = Field(default=5_000_000, ge=1024)
+    user_agent: str = "outreach/0.1 (+portal feed reader)"
+
+
+class Schedule(_Strict):
+    """The whole of `schedules.yaml`, version 1."""
+
+    version: Literal[1]
+    timezone: str = "Asia/Ho_Chi_Minh"
+    topics: list[Topic] = []
+    sources: list[Source] = []
+    channels: Channels = Channels()
+    tracker: Tracker
+    fetch: Fetch = Fetch()
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+    def topic(self, topic_id: str) -> Topic:
+        """The topic with this id (KeyError when there is none)."""
+        for topic in self.topics:
+            if topic.id == topic_id:
+                return topic
+        raise KeyError(topic_id)
+
+    def source(self, name: str) -> Source:
+        """The source with this name (KeyError when there is none)."""
+        for source in self.sources:
+            if source.name == name:
+                return source
+        raise KeyError(name)
+
+
+class Secrets(BaseModel):
+    """Tokens, only ever from the environment or `.env`; printed as stars."""
+
+    model_config = ConfigDict(frozen=True)
+
+    telegram_token: SecretStr | None = None
+    facebook_page_token: SecretStr | None = None
+    click_salt: SecretStr | None = None
+
+    ENV_NAMES: ClassVar[dict[str, str]] = {
+        "telegram_token": "OUTREACH_TELEGRAM_TOKEN",
+        "facebook_page_token": "OUTREACH_FACEBOOK_PAGE_TOKEN",
+        "click_salt": "OUTREACH_CLICK_SALT",
+    }
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str | None]) -> Secrets:
+        """Pick the known secret names out of an environment mapping."""
+        values = {key: env.get(name) or None for key, name in cls.ENV_NAMES.items()}
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a command needs to know about this install."""
+
+    schedule: Schedule
+    config_path: Path
+    database_url: str = DEFAULT_DATABASE_URL
+    secrets: Secrets = field(default_factory=Secrets)
+    templates_dir: Path | None = None
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """The zone people read times in."""
+        return ZoneInfo(self.schedule.timezone)
+
+
+def environment(dotenv_path: Path = Path(".env")) -> dict[str, str | None]:
+    """The process environment over the values of an optional `.env` file."""
+    merged: dict[str, str | None] = dict(dotenv_values(dotenv_path)) if dotenv_path.is_file() else {}
+    merged.update(os.environ)
+    return merged
+
+
+def load_schedule(path: Path) -> Schedule:
+    """Read and validate a schedules.yaml; raise ConfigError naming file, line, key."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([f"{path}: config file not found (use --config or OUTREACH_CONFIG)"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"{path}: cannot read config: {exc}"]) from None
+    try:
+        data = yaml.safe_load(text)
+        root = yaml.compose(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = f":{mark.line + 1}" if mark else ""
+        raise ConfigError([f"{path}{line}: invalid YAML: {exc.problem or exc}"]) from None
+    if not isinstance(data, dict):
+        raise ConfigError([f"{path}:1: the file must be a mapping with `version: 1` at the top"])
+    try:
+        schedule = Schedule.model_validate(data)
+    except ValidationError as exc:
+        problems = [_located(path, root, err["loc"], err["msg"]) for err in exc.errors()]
+        raise ConfigError(problems) from None
+    problems = [_located(path, root, loc, msg) for loc, msg in _cross_check(schedule)]
+    if problems:
+        raise ConfigError(problems)
+    return schedule
+
+
+def _cross_check(schedule: Schedule) -> list[tuple[tuple[str | int, ...], str]]:
+    """References between sections that field validation cannot see."""
+    problems: list[tuple[tuple[str | int, ...], str]] = []
+    known = [t.id for t in schedule.topics]
+    for i, topic in enumerate(schedule.topics):
+        if known.index(topic.id) != i:
+            problems.append((("topics", i, "id"), f"duplicate topic id {topic.id!r}"))
+    names = [s.name for s in schedule.sources]
+    for i, source in enumerate(schedule.sources):
+        if names.index(source.name) != i:
+            problems.append((("sources", i, "name"), f"duplicate source name {source.name!r}"))
+        for j, topic_id in enumerate(source.topics):
+            if topic_id not in known:
+                choices = ", ".join(known) or "none defined"
+                problems.append((("sources", i, "topics", j), f"unknown topic id {topic_id!r} (known: {choices})"))
+    return problems
+
+
+def _located(path: Path, root: yaml.Node | None, loc: Sequence[str | int], msg: str) -> str:
+    """`file:line: key.path: message`, the line found by walking the YAML nodes."""
+    line = _line_of(root, loc) if root is not None else 1
+    return f"{path}:{line}: {_key_path(loc) or '(top level)'}: {msg}"
+
+
+def _key_path(loc: Sequence[str | int]) -> str:
+    parts: list[str] = []
+    for part in loc:
+        if isinstance(part, int):
+            parts.append(f"[{part}]")
+        else:
+            parts.append(("." if parts else "") + str(part))
+    return "".join(parts)
+
+
+def _line_of(node: yaml.Node, loc: Sequence[str | int]) -> int:
+    """1-based line of the deepest node the location reaches."""
+    line = node.start_mark.line + 1
+    for part in loc:
+        child: yaml.Node | None = None
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                if key.value == part:
+                    line, child = key.start_mark.line + 1, value
+                    break
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            child = node.value[part]
+            line = child.start_mark.line + 1
+        if child is None:
+            break
+        node = child
+    return line
+
+
+def load_settings(
+    config_path: Path,
+    database_url: str | None = None,
+    templates_dir: Path | None = None,
+    env: Mapping[str, str | None] | None = None,
+) -> Settings:
+    """Build the one Settings object from the config file and the environment."""
+    env = environment() if env is None else env
+    return Settings(
+        schedule=load_schedule(config_path),
+        config_path=config_path,
+        database_url=database_url or DEFAULT_DATABASE_URL,
+        secrets=Secrets.from_env(env),
+        templates_dir=templates_dir,
+    )

@@ -1,0 +1,152 @@
+"""`outreach demo`: the whole pipeline, offline, in a folder of its own.
+
+Bundled sample feeds stand in for the portal, the outbox for the platforms, and
+an HTTP client on loopback for people tapping links. Nothing touches the
+network or the user's own database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+import httpx
+from rich.console import Console
+from rich.panel import Panel
+from rich.table import Table
+from sqlalchemy import select
+
+from channels import build_channels
+from channels.outbox import OutboxChannel, read_outbox_file
+from outreach import config
+from outreach.campaigns import create_campaign, queue_campaign
+from outreach.db import Store
+from outreach.dispatch import send_pending
+from outreach.ingest import poll_sources
+from outreach.links import short_url
+from outreach.models import Delivery, Item
+from outreach.render import Renderer
+from outreach.report_view import print_report
+from outreach.reports import build_report
+from outreach.serve import BackgroundServer
+from outreach.web import create_app
+
+SAMPLES = Path(__file__).parent / "sample"
+SAMPLE_DOMAIN = "quangngai.gov.vn"
+BROWSER = "Mozilla/5.0 (Linux; Android 14) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0 Mobile Safari/537.36"
+PREVIEWER = "TelegramBot (like TwitterBot)"
+
+
+def demo_settings(settings: config.Settings, folder: Path, tracker_url: str) -> config.Settings:
+    """The user's topics, channels and templates, over sample sources and a local store."""
+    schedule = settings.schedule
+    sources = [
+        config.Source(name="sample-portal-vi", url=(SAMPLES / "portal-vi.rss").as_uri(), language="vi"),
+        config.Source(name="sample-portal-en", url=(SAMPLES / "portal-en.atom").as_uri(), language="en"),
+    ]
+    tracker = schedule.tracker.model_copy(
+        update={"public_url": tracker_url, "allowed_domains": sorted({*schedule.tracker.allowed_domains, SAMPLE_DOMAIN})}
+    )
+    channels = schedule.channels.model_copy(update={"outbox": config.OutboxSettings(dir=folder / "outbox")})
+    return replace(
+        settings,
+        schedule=schedule.model_copy(update={"sources": sources, "tracker": tracker, "channels": channels}),
+        database_url=f"sqlite:///{folder / 'outreach.db'}",
+        secrets=config.Secrets(),  # no tokens: every channel goes to the outbox
+    )
+
+
+def pick_items(store: Store, per_language: dict[str, int]) -> list[Item]:
+    """The newest items, one per topic where possible, up to a count per language."""
+    with store.sessions() as session:
+        items = list(session.scalars(select(Item).order_by(Item.published_at.desc())))
+    chosen: list[Item] = []
+    for language, count in per_language.items():
+        covered: set[str] = set()
+        for item in items:
+            if item.language == language and not covered.intersection(item.topics) and len([c for c in chosen if c.language == language]) < count:
+                chosen.append(item)
+                covered.update(item.topics)
+    return chosen
+
+
+def run_demo(settings: config.Settings, out: Console, folder: Path | None = None) -> Path:
+    """Ingest, campaign, render, deliver, click and report; return the demo folder."""
+    folder = (folder or Path(tempfile.mkdtemp(prefix="outreach-demo-"))).resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    out.rule("[b]outreach demo")
+    out.print(f"Working in {folder} (SQLite store, outbox files); nothing leaves this machine.")
+    store = Store.open(f"sqlite:///{folder / 'outreach.db'}")
+    try:
+        with BackgroundServer(create_app(store)) as server:
+            local = demo_settings(settings, folder, server.url)
+            _ingest(store, local, out)
+            _campaigns(store, local, out)
+            _deliver(store, local, out)
+            _click(store, local, out, server.url)
+        out.rule("[b]report")
+        with store.sessions() as session:
+            print_report(out, build_report(session))
+    finally:
+        store.close()
+    out.rule()
+    out.print(f"Database: {folder / 'outreach.db'}")
+    out.print(f"Outbox:   {folder / 'outbox'}")
+    out.print(f"Look again with: outreach --db sqlite:///{folder / 'outreach.db'} report")
+    return folder
+
+
+def _ingest(store: Store, settings: config.Settings, out: Console) -> None:
+    out.rule("1. ingest the portal's feeds")
+    results = poll_sources(store, settings.schedule)
+    for r in results:
+        out.print(f"  {r.source}: {r.new} new items of {r.seen} in the feed" + (f" [red]({r.error})[/red]" if r.error else ""))
+    again = poll_sources(store, settings.schedule)
+    out.print(f"  polled again: {sum(r.new for r in again)} new (duplicates are recognised)")
+
+
+def _campaigns(store: Store, settings: config.Settings, out: Console) -> None:
+    out.rule("2. campaigns: one per business topic, plus English news for investors")
+    renderer = Renderer(settings.schedule, settings.templates_dir)
+    table = Table("id", "lang", "topics", "posts", "title")
+    table.columns[-1].no_wrap = True
+    table.columns[-1].overflow = "ellipsis"
+    for item in pick_items(store, {"vi": 5, "en": 2}):
+        with store.sessions.begin() as session:
+            made = create_campaign(session, settings, item.id, "demo")
+            deliveries = queue_campaign(session, settings, renderer, made.id)
+            table.add_row(str(made.id), item.language, ", ".join(item.topics), str(len(deliveries)), item.title)
+    out.print(table)
+
+
+def _deliver(store: Store, settings: config.Settings, out: Console) -> None:
+    out.rule("3. deliver (no platform tokens set, so every channel writes to the outbox)")
+    channels = build_channels(settings)
+    report = asyncio.run(send_pending(store, channels))
+    out.print(f"  sent {report.sent}, failed {report.failed}")
+    outbox = next(c for c in channels.values() if isinstance(c, OutboxChannel))
+    for channel in channels:
+        files = sorted((outbox.folder / channel).glob("*.txt"))
+        if files:
+            header, text = read_outbox_file(files[0])
+            out.print(Panel(text, title=f"{files[0].relative_to(outbox.folder)} → {header['target']}", expand=False), markup=False)
+
+
+def _click(store: Store, settings: config.Settings, out: Console, base_url: str) -> None:
+    out.rule("4. people tap the links (and a chat app fetches a preview)")
+    with store.sessions() as session:
+        deliveries = list(session.scalars(select(Delivery).order_by(Delivery.id)))
+    with httpx.Client(follow_redirects=False, timeout=10) as client:
+        for n, delivery in enumerate(deliveries):
+            url = short_url(base_url, delivery.link_code or "")
+            taps = 1 + n % 3  # some posts do better than others
+            for _ in range(taps):
+                answer = client.get(url, headers={"User-Agent": BROWSER})
+                assert answer.status_code == 302, f"tracker answered {answer.status_code} for {url}"
+            client.get(url, headers={"User-Agent": PREVIEWER})
+            if n == 0:
+                out.print(f"  {url} → 302 {answer.headers['location']}")
+        client.head(url)
+    out.print(f"  followed {len(deliveries)} tracked links; previews and HEAD requests are not counted as visits")

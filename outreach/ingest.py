@@ -1,0 +1,140 @@
+"""Polling sources: fetch, parse, dedupe, file under topics, store.
+
+One broken source records its error and the next one is polled all the same.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from outreach import config
+from outreach.db import Store, insert_ignoring_conflicts
+from outreach.feeds import Entry, parse_feed
+from outreach.fetch import Fetched, Fetcher, FetchError
+from outreach.models import Item, Source, utcnow
+from outreach.text import fold
+from outreach.topics import TopicMatcher
+
+log = logging.getLogger(__name__)
+_GUID_BATCH = 500
+
+
+@dataclass(frozen=True)
+class PollResult:
+    """What one poll of one source did."""
+
+    source: str
+    new: int = 0
+    seen: int = 0
+    not_modified: bool = False
+    error: str | None = None
+
+
+def sync_source(session: Session, spec: config.Source) -> Source:
+    """The stored row for a configured source, created or brought up to date."""
+    row = session.scalar(select(Source).where(Source.name == spec.name))
+    if row is None:
+        row = Source(name=spec.name, url=spec.url)
+        session.add(row)
+    elif row.url != spec.url:
+        row.etag = row.last_modified = None  # validators belong to the old URL
+    row.url = spec.url
+    row.language = spec.language
+    row.default_topics = list(spec.topics)
+    row.poll_minutes = spec.poll_minutes
+    session.flush()
+    return row
+
+
+def poll_sources(store: Store, schedule: config.Schedule, names: Iterable[str] = (), fetcher: Fetcher | None = None) -> list[PollResult]:
+    """Poll the named sources (all when none are named), each in its own transaction."""
+    wanted = list(names)
+    for name in wanted:
+        schedule.source(name)  # KeyError names an unknown source before any work
+    specs = [s for s in schedule.sources if not wanted or s.name in wanted]
+    matcher = TopicMatcher(schedule.topics)
+    own = fetcher is None
+    fetcher = fetcher or Fetcher(schedule.fetch)
+    try:
+        return [_poll_one(store, spec, fetcher, matcher) for spec in specs]
+    finally:
+        if own:
+            fetcher.client.close()
+
+
+def _poll_one(store: Store, spec: config.Source, fetcher: Fetcher, matcher: TopicMatcher) -> PollResult:
+    with store.sessions.begin() as session:
+        source = sync_source(session, spec)
+        source_id, etag, last_modified = source.id, source.etag, source.last_modified
+    started = utcnow()
+    try:
+        fetched = fetcher.fetch(spec.url, etag, last_modified)
+        if fetched.not_modified:
+            _record(store, source_id, started, None, None)
+            return PollResult(spec.name, not_modified=True)
+        parsed = parse_feed(fetched.body, fetched.headers, started)
+        with store.sessions.begin() as session:
+            new = _store_entries(session, source_id, spec, parsed.entries, matcher)
+        error = parsed.problem
+        if parsed.skipped:
+            note = f"{parsed.skipped} entries without id or link skipped"
+            error = f"{error}; {note}" if error else note
+        # Only a feed that parsed cleanly may set validators: a 304 after a
+        # partial read would hide the entries we failed to read.
+        _record(store, source_id, started, error, fetched if not parsed.problem else None)
+        return PollResult(spec.name, new=new, seen=len(parsed.entries), error=error)
+    except FetchError as exc:
+        _record(store, source_id, started, str(exc), None)
+        return PollResult(spec.name, error=str(exc))
+    except Exception as exc:  # one source's bug must not stop the others
+        log.exception("polling %s failed", spec.name)
+        message = f"{type(exc).__name__}: {exc}"
+        _record(store, source_id, started, message, None)
+        return PollResult(spec.name, error=message)
+
+
+def _record(store: Store, source_id: int, at: datetime, error: str | None, fetched: Fetched | None) -> None:
+    """Write the outcome of a poll on the source row (validators only when given)."""
+    with store.sessions.begin() as session:
+        source = session.get_one(Source, source_id)
+        source.last_polled_at = at
+        source.last_error = error
+        if error is None:
+            source.last_ok_at = at
+        if fetched is not None:
+            source.etag, source.last_modified = fetched.etag, fetched.last_modified
+
+
+def _store_entries(session: Session, source_id: int, spec: config.Source, entries: list[Entry], matcher: TopicMatcher) -> int:
+    """Insert entries not stored before; the unique key settles any race."""
+    known: set[str] = set()
+    guids = [e.guid for e in entries]
+    for start in range(0, len(guids), _GUID_BATCH):
+        batch = guids[start : start + _GUID_BATCH]
+        known.update(session.scalars(select(Item.guid).where(Item.source_id == source_id, Item.guid.in_(batch))))
+    rows = [_row(source_id, spec, e, matcher) for e in entries if e.guid not in known]
+    insert_ignoring_conflicts(session, Item, rows, ["source_id", "guid"])
+    return len(rows)
+
+
+def _row(source_id: int, spec: config.Source, entry: Entry, matcher: TopicMatcher) -> dict[str, object]:
+    text = " ".join((entry.title, entry.summary, *entry.categories))
+    return {
+        "source_id": source_id,
+        "guid": entry.guid,
+        "url": entry.url,
+        "title": entry.title,
+        "summary": entry.summary,
+        "image_url": entry.image_url,
+        "published_at": entry.published_at,
+        "fetched_at": utcnow(),
+        "language": spec.language,
+        "topics": matcher.match(text, spec.topics),
+        "search_text": fold(f"{entry.title} {entry.summary}"),
+    }

@@ -1,0 +1,43 @@
+"""Tracked links: unguessable short codes and the destinations they lead to."""
+
+from __future__ import annotations
+
+import secrets
+import string
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+CODE_ALPHABET = string.ascii_letters + string.digits
+CODE_LENGTH = 10  # 62**10 ≈ 8e17: not guessable, still short to read aloud
+CODE_PATTERN = rf"[{string.ascii_letters}{string.digits}]{{8,32}}"
+
+
+class DestinationNotAllowed(ValueError):
+    """The URL is not on a portal domain the tracker may redirect to."""
+
+
+def new_code(length: int = CODE_LENGTH) -> str:
+    """A random base62 code from the OS's secure source."""
+    return "".join(secrets.choice(CODE_ALPHABET) for _ in range(length))
+
+
+def short_url(public_url: str, code: str) -> str:
+    """The address people tap."""
+    return f"{public_url.rstrip('/')}/r/{code}"
+
+
+def check_destination(url: str, allowed_domains: list[str]) -> None:
+    """Refuse URLs off the portal's domains, so the tracker is no open redirect."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    if parts.scheme not in ("http", "https") or not host:
+        raise DestinationNotAllowed(f"{url!r} is not an http(s) URL")
+    if not any(host == d or host.endswith("." + d) for d in allowed_domains):
+        raise DestinationNotAllowed(f"{host} is not in tracker.allowed_domains ({', '.join(allowed_domains)})")
+
+
+def with_utm(url: str, source: str, medium: str, campaign: str) -> str:
+    """The URL with UTM parameters set; its other query parameters and fragment kept."""
+    parts = urlsplit(url)
+    utm = {"utm_source": source, "utm_medium": medium, "utm_campaign": campaign}
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in utm]
+    return urlunsplit(parts._replace(query=urlencode(query + list(utm.items()))))

@@ -1,0 +1,1 @@
+"""Alembic migrations, applied by `outreach init` and by commands that need the store."""

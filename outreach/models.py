@@ -1,0 +1,241 @@
+"""The store's tables as typed SQLAlchemy 2.0 models (DESIGN §3).
+
+Schema changes go through Alembic (`outreach/migrations`); a test checks that the
+migrations and these models agree.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+
+def utcnow() -> datetime:
+    """Aware current time in UTC, the only zone the store holds."""
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware datetimes in, aware UTC datetimes out, on SQLite as on PostgreSQL.
+
+    SQLite keeps no zone, so values are stored as naive UTC there and given their
+    zone back on the way out; a naive value on the way in is a bug and refused.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; use an aware UTC time")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# Stable constraint names so migrations can refer to them on every database.
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+BigId = BigInteger().with_variant(Integer(), "sqlite")  # SQLite autoincrements only INTEGER
+
+
+class Base(DeclarativeBase):
+    """Declarative base with the project's naming convention and time type."""
+
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON(), list[str]: JSON()}
+
+
+class CampaignStatus(enum.StrEnum):
+    """DESIGN §4; approval and scheduling use the middle states in a later issue."""
+
+    draft = "draft"
+    approved = "approved"
+    scheduled = "scheduled"
+    sending = "sending"
+    done = "done"
+    done_with_errors = "done_with_errors"
+    cancelled = "cancelled"
+
+
+class DeliveryStatus(enum.StrEnum):
+    """One message's life; `unknown` means it may have gone out: an operator decides."""
+
+    pending = "pending"
+    sending = "sending"
+    sent = "sent"
+    failed = "failed"
+    skipped = "skipped"
+    unknown = "unknown"
+
+
+FINAL_DELIVERY = frozenset({DeliveryStatus.sent, DeliveryStatus.failed, DeliveryStatus.skipped})
+
+
+class ClickKind(enum.StrEnum):
+    """Only `human` counts as a visit; previews and bots are kept apart."""
+
+    human = "human"
+    preview = "preview"
+    bot = "bot"
+    head = "head"
+
+
+def _enum(cls: type[enum.StrEnum]) -> Enum:
+    # Plain VARCHAR on every database: adding a state later needs no ALTER TYPE.
+    return Enum(cls, native_enum=False, length=24, values_callable=lambda e: [m.value for m in e])
+
+
+class Source(Base):
+    """A polled feed; mirrors its config entry plus what polling learned."""
+
+    __tablename__ = "sources"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(120), unique=True)
+    url: Mapped[str] = mapped_column(Text)
+    language: Mapped[str] = mapped_column(String(8))
+    default_topics: Mapped[list[str]] = mapped_column(default=list)
+    poll_minutes: Mapped[int] = mapped_column(default=30)
+    etag: Mapped[str | None] = mapped_column(String(512))
+    last_modified: Mapped[str | None] = mapped_column(String(128))
+    last_polled_at: Mapped[datetime | None]
+    last_ok_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class Item(Base):
+    """One portal article, deduplicated by (source, guid)."""
+
+    __tablename__ = "items"
+    __table_args__ = (
+        UniqueConstraint("source_id", "guid"),
+        Index("ix_items_published_at", "published_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source_id: Mapped[int] = mapped_column(ForeignKey("sources.id", ondelete="CASCADE"))
+    guid: Mapped[str] = mapped_column(String(1024))
+    url: Mapped[str] = mapped_column(Text)
+    title: Mapped[str] = mapped_column(Text)
+    summary: Mapped[str] = mapped_column(Text, default="")
+    image_url: Mapped[str | None] = mapped_column(Text)
+    published_at: Mapped[datetime]
+    fetched_at: Mapped[datetime] = mapped_column(default=utcnow)
+    language: Mapped[str] = mapped_column(String(8))
+    topics: Mapped[list[str]] = mapped_column(default=list)
+    search_text: Mapped[str] = mapped_column(Text, default="")
+
+    source: Mapped[Source] = relationship()
+
+
+class Campaign(Base):
+    """What to announce, where, and how far along it is."""
+
+    __tablename__ = "campaigns"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    item_id: Mapped[int | None] = mapped_column(ForeignKey("items.id", ondelete="RESTRICT"))
+    title: Mapped[str] = mapped_column(Text)
+    channels: Mapped[list[str]] = mapped_column(default=list)
+    language: Mapped[str] = mapped_column(String(8))
+    template: Mapped[str] = mapped_column(String(120), default="post")
+    status: Mapped[CampaignStatus] = mapped_column(_enum(CampaignStatus), default=CampaignStatus.draft)
+    scheduled_at: Mapped[datetime | None]
+    created_by: Mapped[str] = mapped_column(String(120))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    approved_by: Mapped[str | None] = mapped_column(String(120))
+    approved_at: Mapped[datetime | None]
+
+    item: Mapped[Item | None] = relationship()
+
+    @property
+    def utm_campaign(self) -> str:
+        """The campaign's name in the portal's analytics."""
+        return f"outreach-{self.id}"
+
+
+class Link(Base):
+    """A short code people tap; the destination is fixed when the link is made."""
+
+    __tablename__ = "links"
+
+    code: Mapped[str] = mapped_column(String(32), primary_key=True)
+    destination: Mapped[str] = mapped_column(Text)
+    campaign_id: Mapped[int | None] = mapped_column(ForeignKey("campaigns.id", ondelete="SET NULL"))
+    channel: Mapped[str | None] = mapped_column(String(40))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Delivery(Base):
+    """One message to one target; the unique key stops a second copy at the database."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "channel", "target"),
+        Index("ix_deliveries_status_next", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    channel: Mapped[str] = mapped_column(String(40))
+    target: Mapped[str] = mapped_column(String(255))
+    language: Mapped[str] = mapped_column(String(8))
+    text: Mapped[str] = mapped_column(Text)
+    link_code: Mapped[str | None] = mapped_column(ForeignKey("links.code"))
+    status: Mapped[DeliveryStatus] = mapped_column(_enum(DeliveryStatus), default=DeliveryStatus.pending)
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    platform_id: Mapped[str | None] = mapped_column(String(255))
+    transport: Mapped[str | None] = mapped_column(String(40))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime | None]
+
+    campaign: Mapped[Campaign] = relationship()
+    link: Mapped[Link | None] = relationship()
+
+
+class Click(Base):
+    """Append-only log of taps on a link; never a raw IP address."""
+
+    __tablename__ = "clicks"
+    __table_args__ = (Index("ix_clicks_code_at", "code", "at"), Index("ix_clicks_at", "at"))
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    code: Mapped[str] = mapped_column(ForeignKey("links.code", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    kind: Mapped[ClickKind] = mapped_column(_enum(ClickKind))
+    ip_hash: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(String(255))
+    referrer_host: Mapped[str | None] = mapped_column(String(255))

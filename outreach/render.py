@@ -1,0 +1,163 @@
+"""Rendering posts with Jinja2: per-channel escaping, fitted to each channel's limit.
+
+Templates live at `templates/<channel>/<name>.<lang>.j2`; a user folder given with
+`--templates` is searched first, so staff can reword posts without touching code.
+A post too long for its channel loses words from the end of the summary (then of
+the title), never from the link.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import textwrap
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import jinja2
+
+from outreach.channel import PLATFORM_LIMITS, ChannelLimits
+from outreach.config import Schedule
+
+BUILTIN_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+ELLIPSIS = " …"
+_TAG = re.compile(r"<[^>]*>")
+
+
+class RenderError(Exception):
+    """A template is missing or broken, or its fixed text alone is over the limit."""
+
+
+@dataclass(frozen=True)
+class TopicView:
+    """A topic as templates see it: its label already in the post's language."""
+
+    id: str
+    label: str
+
+
+@dataclass(frozen=True)
+class ItemView:
+    """An item as templates see it; title and summary may be shortened to fit."""
+
+    title: str
+    summary: str
+    url: str
+    image_url: str | None
+    published: datetime  # in the install's time zone
+    language: str
+
+
+@dataclass(frozen=True)
+class CampaignView:
+    """A campaign as templates see it."""
+
+    id: int | None
+    title: str
+    utm_campaign: str
+
+
+@dataclass(frozen=True)
+class PostContext:
+    """Everything a post template may use."""
+
+    item: ItemView
+    topics: Sequence[TopicView]
+    link: str
+    campaign: CampaignView
+    language: str
+
+
+def visible_length(text: str, markup: str) -> int:
+    """Length as the platform counts it: after HTML parsing, in UTF-16 code units."""
+    if markup == "html":
+        text = html.unescape(_TAG.sub("", text))
+    return len(text.encode("utf-16-le")) // 2
+
+
+def shorten(text: str, width: int) -> str:
+    """Cut at a word boundary to at most `width` characters, marking the cut."""
+    if len(text) <= width:
+        return text
+    if width <= len(ELLIPSIS) + 1:
+        return ""
+    return textwrap.shorten(text, width=width, placeholder=ELLIPSIS)
+
+
+class Renderer:
+    """Renders posts for any channel from one template environment."""
+
+    def __init__(self, schedule: Schedule, override_dir: Path | None = None, builtin_dir: Path = BUILTIN_TEMPLATES) -> None:
+        self.schedule = schedule
+        folders = [str(p) for p in (override_dir, builtin_dir) if p is not None]
+        html_channels = {name for name, limits in PLATFORM_LIMITS.items() if limits.markup == "html"}
+        self.env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(folders),
+            # Telegram's HTML parse mode needs <, >, & escaped; Facebook takes plain text.
+            autoescape=lambda name: bool(name) and name.split("/", 1)[0] in html_channels,
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=False,
+        )
+
+    def limits(self, channel: str) -> ChannelLimits:
+        """The platform's limits, narrowed by `max_text` in the channel's config."""
+        limits = PLATFORM_LIMITS[channel]
+        configured = self.schedule.channels.enabled().get(channel)
+        if configured is not None and configured.max_text:
+            limits = replace(limits, max_text=min(limits.max_text, configured.max_text))
+        return limits
+
+    def topic_views(self, topic_ids: Sequence[str], language: str) -> list[TopicView]:
+        """Labels for the item's topics in the post's language (unknown ids dropped)."""
+        views = []
+        for topic_id in topic_ids:
+            try:
+                label = getattr(self.schedule.topic(topic_id).label, language)
+            except KeyError:
+                continue
+            views.append(TopicView(topic_id, label))
+        return views
+
+    def render(self, channel: str, template: str, context: PostContext) -> str:
+        """The post text for one channel, fitted to its length limit."""
+        name = f"{channel}/{template}.{context.language}.j2"
+        try:
+            compiled = self.env.get_template(name)
+        except jinja2.TemplateNotFound:
+            raise RenderError(f"template {name} not found in {', '.join(self.env.loader.searchpath)}") from None  # type: ignore[union-attr]
+        except jinja2.TemplateSyntaxError as exc:
+            raise RenderError(f"{exc.filename or name}:{exc.lineno}: {exc.message}") from None
+        limits = self.limits(channel)
+
+        def draw(item: ItemView) -> str:
+            try:
+                return compiled.render(
+                    item=item, topics=context.topics, link=context.link, campaign=context.campaign, language=context.language
+                ).strip()
+            except jinja2.UndefinedError as exc:
+                raise RenderError(f"{name}: {exc.message}") from None
+
+        return _fit(draw, context.item, limits, name)
+
+
+def _fit(draw: Callable[[ItemView], str], item: ItemView, limits: ChannelLimits, name: str) -> str:
+    """Shorten the summary, then the title, until the drawn text fits the limit."""
+    text = draw(item)
+    for field in ("summary", "title"):
+        while (over := visible_length(text, limits.markup) - limits.max_text) > 0 and getattr(item, field):
+            current: str = getattr(item, field)
+            item = replace(item, **{field: shorten(current, len(current) - over)})
+            text = draw(item)
+    if visible_length(text, limits.markup) > limits.max_text:
+        raise RenderError(f"{name}: text without summary and title is still over {limits.max_text} characters")
+    return text
+
+
+def local(when: datetime, zone: ZoneInfo) -> datetime:
+    """A stored UTC time as people in the install's zone read it."""
+    return when.astimezone(zone)

@@ -1,0 +1,65 @@
+"""Text helpers for Vietnamese content: NFC, accent-free folding, HTML to plain text."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from html.parser import HTMLParser
+
+_SPACES = re.compile(r"\s+")
+# Nothing in Unicode decomposes đ/Đ, so folding must map them by hand.
+_D_MAP = str.maketrans({"đ": "d", "Đ": "D"})
+_BLOCK_TAGS = frozenset({"p", "br", "div", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote"})
+
+
+def nfc(text: str) -> str:
+    """Vietnamese text is stored NFC: feeds mix composed and decomposed forms."""
+    return unicodedata.normalize("NFC", text)
+
+
+def fold(text: str) -> str:
+    """Accent-free, case-free form for matching: 'Đất đai' and 'dat dai' fold alike."""
+    decomposed = unicodedata.normalize("NFD", text)
+    stripped = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    return stripped.translate(_D_MAP).casefold()
+
+
+def squash(text: str) -> str:
+    """Collapse runs of white space to one space and trim."""
+    return _SPACES.sub(" ", text).strip()
+
+
+class _TextExtractor(HTMLParser):
+    """Collects the text of an HTML fragment, a space where a block ends."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self._skip = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in ("script", "style"):
+            self._skip += 1
+        elif tag in _BLOCK_TAGS:
+            self.parts.append(" ")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("script", "style") and self._skip:
+            self._skip -= 1
+        elif tag in _BLOCK_TAGS:
+            self.parts.append(" ")
+
+    def handle_data(self, data: str) -> None:
+        if not self._skip:
+            self.parts.append(data)
+
+
+def html_to_text(fragment: str) -> str:
+    """Plain, NFC, single-spaced text of an HTML fragment (feed summaries are HTML)."""
+    if "<" not in fragment and "&" not in fragment:
+        return nfc(squash(fragment))
+    # convert_charrefs=True makes the parser unescape entities in the text it hands us.
+    parser = _TextExtractor()
+    parser.feed(fragment)
+    parser.close()
+    return nfc(squash("".join(parser.parts)))
