@@ -124,7 +124,7 @@ def queue_campaign(session: Session, settings: Settings, renderer: Renderer, cam
     item = campaign.item
     assert item is not None
     tracker = settings.schedule.tracker
-    existing = set(session.execute(select(Delivery.channel, Delivery.target).where(Delivery.campaign_id == campaign.id)).tuples())
+    existing = {(channel, target) for channel, target in session.execute(select(Delivery.channel, Delivery.target).where(Delivery.campaign_id == campaign.id))}
     created: list[Delivery] = []
     for channel in campaign.channels:
         targets = _targets(settings, campaign, channel)

@@ -108,6 +108,7 @@ class Fetcher:
             size = path.stat().st_size
             if size > self.settings.max_bytes:
                 raise FetchError(f"feed is {size:,} bytes, over the {self.settings.max_bytes:,}-byte cap")
-            return Fetched(url=url, body=path.read_bytes(), headers={"content-location": url})
+            # A file has no Content-Type; without one feedparser flags every feed.
+            return Fetched(url=url, body=path.read_bytes(), headers={"content-type": "application/xml", "content-location": url})
         except OSError as exc:
             raise FetchError(f"cannot read {path}: {exc.strerror or exc}") from None

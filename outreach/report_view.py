@@ -7,7 +7,7 @@ from rich.table import Table
 
 from outreach.reports import Counts, Report
 
-_COLUMNS = ("sent", "waiting", "problems", "visits", "previews/bots")
+_COLUMNS = ("sent", "waiting", "problems", "visits", "previews")
 
 
 def _cells(counts: Counts) -> list[str]:
@@ -15,11 +15,12 @@ def _cells(counts: Counts) -> list[str]:
 
 
 def print_report(out: Console, report: Report) -> None:
-    """Per-channel and per-campaign tables; visits are human clicks only."""
+    """Per-channel and per-campaign tables; visits are human clicks only,
+    previews are link-preview fetchers and other bots."""
     by_channel = Table(title="By channel", title_justify="left")
     by_channel.add_column("channel")
     for column in _COLUMNS:
-        by_channel.add_column(column, justify="right")
+        by_channel.add_column(column, justify="right", min_width=len(column))
     for channel, counts in report.channels.items():
         by_channel.add_row(channel, *_cells(counts))
     by_channel.add_row("[b]total[/b]", *_cells(report.total), end_section=True)
@@ -27,9 +28,9 @@ def print_report(out: Console, report: Report) -> None:
 
     by_campaign = Table(title="By campaign", title_justify="left")
     by_campaign.add_column("id", justify="right")
-    by_campaign.add_column("campaign", max_width=36, overflow="ellipsis", no_wrap=True)
+    by_campaign.add_column("campaign", max_width=22, overflow="ellipsis", no_wrap=True)
     for column in _COLUMNS:
-        by_campaign.add_column(column, justify="right")
+        by_campaign.add_column(column, justify="right", min_width=len(column))
     for campaign_id, counts in report.campaigns.items():
         by_campaign.add_row(str(campaign_id), report.campaign_titles.get(campaign_id, ""), *_cells(counts))
     out.print(by_campaign)

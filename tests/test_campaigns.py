@@ -1,0 +1,216 @@
+"""Campaigns over real ingested items: creation checks, queueing, the unique key, previews."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from conftest import FeedServer, base_config, rss, rss_item
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from outreach.campaigns import PREVIEW_CODE, CampaignError, create_campaign, preview_campaign, queue_campaign
+from outreach.config import Settings
+from outreach.db import Store
+from outreach.ingest import poll_sources
+from outreach.links import short_url
+from outreach.models import Campaign, CampaignStatus, Delivery, DeliveryStatus, Item, Link
+from outreach.render import Renderer
+
+VI_ITEMS = (
+    rss_item("vi-1", "Hướng dẫn hoàn thuế giá trị gia tăng cho doanh nghiệp", "<p>Doanh nghiệp nộp hồ sơ <b>hoàn thuế</b> trực tuyến.</p>"),
+    rss_item("vi-off", "Bài đăng lại từ báo khác", "Tin dẫn nguồn ngoài.", link="https://example.com/tin/1.html"),
+)
+EN_ITEMS = (rss_item("en-1", "Dung Quat Economic Zone welcomes new investors", "Investment incentives for 2027."),)
+
+
+def ingest(store: Store, make_settings: Callable[..., Settings], feed_server: FeedServer, **changes: object) -> Settings:
+    """Serve a Vietnamese and an English feed, poll both into the store, return settings."""
+    sources = [
+        {"name": "portal-news", "url": feed_server.serve("/vi.rss", body=rss(*VI_ITEMS)), "language": "vi"},
+        {"name": "portal-english", "url": feed_server.serve("/en.rss", body=rss(*EN_ITEMS)), "language": "en", "topics": ["investment"]},
+    ]
+    settings = make_settings(sources=sources, **changes)
+    results = poll_sources(store, settings.schedule)
+    assert [(r.source, r.new, r.error) for r in results] == [("portal-news", 2, None), ("portal-english", 1, None)]
+    return settings
+
+
+def item_id(store: Store, guid: str) -> int:
+    with store.sessions() as session:
+        found = session.scalar(select(Item.id).where(Item.guid == guid))
+    assert found is not None
+    return found
+
+
+def new_campaign(store: Store, settings: Settings, guid: str, channels: tuple[str, ...] = ()) -> int:
+    with store.sessions.begin() as session:
+        return create_campaign(session, settings, item_id(store, guid), "tester", channels).id
+
+
+def queue(store: Store, settings: Settings, campaign_id: int) -> list[tuple[str, str, str]]:
+    """Queue the campaign and return (channel, target, link code) of what it added."""
+    with store.sessions.begin() as session:
+        created = queue_campaign(session, settings, Renderer(settings.schedule), campaign_id)
+        return [(d.channel, d.target, d.link_code or "") for d in created]
+
+
+# --- creating ----------------------------------------------------------------
+
+
+def test_create_campaign_makes_a_draft_on_all_enabled_channels(store: Store, make_settings: Callable[..., Settings], feed_server: FeedServer) -> None:
+    settings = ingest(store, make_settings, feed_server)
+    campaign_id = new_campaign(store, settings, "vi-1")
+    with store.sessions() as session:
+        campaign = session.get_one(Campaign, campaign_id)
+        assert campaign.status == CampaignStatus.draft
+        assert campaign.channels == ["facebook", "telegram_channel"]
+        assert campaign.language == "vi"
+        assert campaign.title == "Hướng dẫn hoàn thuế giá trị gia tăng cho doanh nghiệp"
+        assert campaign.created_by == "tester"
+        assert campaign.item is not None and campaign.item.guid == "vi-1"
+
+
+def test_create_campaign_for_an_unknown_item(store: Store, make_settings: Callable[..., Settings], feed_server: FeedServer) -> None:
+    settings = ingest(store, make_settings, feed_server)
+    with store.sessions() as session, pytest.raises(CampaignError, match="no item with id 999999"):
+        create_campaign(session, settings, 999_999, "tester")
+
+
+def test_create_campaign_on_a_channel_not_enabled(store: Store, make_settings: Callable[..., Settings], feed_server: FeedServer) -> None:
+    channels = base_config()["channels"]
+    channels["telegram_channel"]["enabled"] = False
+    settings = ingest(store, make_settings, feed_server, channels=channels)
+    with store.sessions() as session:
+        with pytest.raises(CampaignError, match=r"channel\(s\) telegram_channel not enabled in .*schedules\.yaml \(enabled: facebook\)"):
+            create_campaign(session, settings, item_id(store, "vi-1"), "tester", ["facebook", "telegram_channel"])
+        with pytest.raises(CampaignError, match="zalo"):
+            create_campaign(session, settings, item_id(store, "vi-1"), "tester", ["zalo"])
+        assert session.scalar(select(func.count()).select_from(Campaign)) == 0
+
+
+def test_create_campaign_refuses_an_item_off_the_portal(store: Store, make_settings: Callable[..., Settings], feed_server: FeedServer) -> None:
+    settings = ingest(store, make_settings, feed_server)
+    off = item_id(store, "vi-off")
+    with store.sessions() as session, pytest.raises(CampaignError, match=rf"item {off}: example\.com is not in tracker\.allowed_domains"):
+        create_campaign(session, settings, off, "tester")
+
+
+# --- queueing ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("guid", "expected"),
+    [
+        ("vi-1", [("facebook", "quangngai.gov.vn"), ("telegram_channel", "@quangngai_doanhnghiep")]),
+        ("en-1", [("facebook", "quangngai.gov.vn"), ("telegram_channel", "@quangngai_investors")]),
+    ],
+)
+def test_queue_makes_one_delivery_per_target_taking_the_language(
+    store: Store, make_settings: Callable[..., Settings], feed_server: FeedServer, guid: str, expected: list[tuple[str, str]]
+) -> None:
+    settings = ingest(store, make_settings, feed_server)
+    campaign_id = new_campaign(store, settings, guid)
+    created = queue(store, settings, campaign_id)
+    assert [(channel, target) for channel, target, _ in created] == expected
+
+    with store.sessions() as session:
+        assert session.get_one(Campaign, campaign_id).status == CampaignStatus.scheduled
+        item = session.get_one(Item, item_id(store, guid))
+        deliveries = list(session.scalars(select(Delivery).where(Delivery.campaign_id == campaign_id).order_by(Delivery.channel)))
+        assert [(d.channel, d.target) for d in deliveries] == expected
+        codes = {d.link_code for d in deliveries}
+        assert len(codes) == len(deliveries)  # each target has its own tracked link
+        for delivery in deliveries:
+            assert delivery.status == DeliveryStatus.pending
+            assert delivery.language == item.language
+            assert delivery.attempts == 0
+            link = session.get_one(Link, delivery.link_code)
+            assert (link.campaign_id, link.channel) == (campaign_id, delivery.channel)
+            assert link.destination.startswith(item.url + "?")
+            assert parse_qs(urlsplit(link.destination).query) == {
+                "utm_source": [delivery.channel],
+                "utm_medium": ["social"],
+                "utm_campaign": [f"outreach-{campaign_id}"],
+            }
+            # The stored text carries this delivery's short link, not the article's URL.
+            assert short_url(settings.schedule.tracker.public_url, link.code) in delivery.text
+            assert item.url not in delivery.text
+            assert item.title in delivery.text
+
+
+def test_queueing_twice_adds_nothing(store: Store, make_settings: Callable[..., Settings], feed_server: FeedServer) -> None:
+    settings = ingest(store, make_settings, feed_server)
+    campaign_id = new_campaign(store, settings, "vi-1")
+    first = queue(store, settings, campaign_id)
+    assert len(first) == 2
+    assert queue(store, settings, campaign_id) == []
+    with store.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Delivery)) == 2
+        assert session.scalar(select(func.count()).select_from(Link)) == 2
+        assert set(session.scalars(select(Delivery.link_code))) == {code for _, _, code in first}
+
+
+def test_database_rejects_a_second_copy_of_a_delivery(store: Store, make_settings: Callable[..., Settings], feed_server: FeedServer) -> None:
+    settings = ingest(store, make_settings, feed_server)
+    campaign_id = new_campaign(store, settings, "vi-1")
+    queue(store, settings, campaign_id)
+
+    with store.sessions() as session:
+        session.add(Delivery(campaign_id=campaign_id, channel="facebook", target="quangngai.gov.vn", language="vi", text="copy"))
+        with pytest.raises(IntegrityError):
+            session.flush()
+        session.rollback()
+        # The key is the triple: another target of the same campaign and channel is fine.
+        session.add(Delivery(campaign_id=campaign_id, channel="facebook", target="another-page", language="vi", text="other"))
+        session.commit()
+    with store.sessions() as session:
+        rows = session.execute(select(Delivery.target, Delivery.text).where(Delivery.channel == "facebook").order_by(Delivery.id)).all()
+        assert [target for target, _ in rows] == ["quangngai.gov.vn", "another-page"]
+        assert rows[0].text != "copy"
+
+
+def test_queue_refuses_a_finished_campaign(store: Store, make_settings: Callable[..., Settings], feed_server: FeedServer) -> None:
+    settings = ingest(store, make_settings, feed_server)
+    campaign_id = new_campaign(store, settings, "vi-1")
+    with store.sessions.begin() as session:
+        session.get_one(Campaign, campaign_id).status = CampaignStatus.cancelled
+    with pytest.raises(CampaignError, match=f"campaign {campaign_id} is cancelled"):
+        queue(store, settings, campaign_id)
+    with pytest.raises(CampaignError, match="no campaign with id 424242"):
+        queue(store, settings, 424_242)
+
+
+def test_queue_fails_whole_when_a_channel_has_no_target_for_the_language(
+    store: Store, make_settings: Callable[..., Settings], feed_server: FeedServer
+) -> None:
+    channels = base_config()["channels"]
+    channels["telegram_channel"]["targets"] = [{"id": "@vi_only", "languages": ["vi"]}]
+    settings = ingest(store, make_settings, feed_server, channels=channels)
+    campaign_id = new_campaign(store, settings, "en-1")
+    with pytest.raises(CampaignError, match="telegram_channel has no target taking language 'en'"):
+        queue(store, settings, campaign_id)
+    with store.sessions() as session:  # the facebook delivery made before the error was rolled back
+        assert session.scalar(select(func.count()).select_from(Delivery)) == 0
+        assert session.get_one(Campaign, campaign_id).status == CampaignStatus.draft
+
+
+# --- previewing --------------------------------------------------------------
+
+
+def test_preview_renders_each_channel_with_a_placeholder_link(store: Store, make_settings: Callable[..., Settings], feed_server: FeedServer) -> None:
+    settings = ingest(store, make_settings, feed_server)
+    campaign_id = new_campaign(store, settings, "vi-1")
+    placeholder = short_url(settings.schedule.tracker.public_url, PREVIEW_CODE)
+    with store.sessions() as session:
+        previews = preview_campaign(settings, Renderer(settings.schedule), session.get_one(Campaign, campaign_id))
+    assert [(p.channel, p.targets) for p in previews] == [("facebook", ["quangngai.gov.vn"]), ("telegram_channel", ["@quangngai_doanhnghiep"])]
+    facebook, telegram = previews
+    assert f"👉 Xem chi tiết: {placeholder}" in facebook.text
+    assert f'<a href="{placeholder}">' in telegram.text
+    assert "<b>Hướng dẫn hoàn thuế giá trị gia tăng cho doanh nghiệp</b>" in telegram.text
+    assert "Thuế và cuộc sống" in facebook.text  # the keyword rules filed it under tax
+    with store.sessions() as session:  # a preview stores nothing
+        assert session.scalar(select(func.count()).select_from(Link)) == 0
+        assert session.scalar(select(func.count()).select_from(Delivery)) == 0

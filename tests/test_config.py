@@ -1,0 +1,124 @@
+"""schedules.yaml: validation errors name the file, the line and the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from outreach.config import ConfigError, Secrets, environment, load_schedule, load_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "schedules.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+MINIMAL = """\
+version: 1
+topics:
+  - id: tax
+    label: {vi: "Thuế", en: "Tax"}
+    keywords: [thuế]
+sources:
+  - name: news
+    url: https://quangngai.gov.vn/rss
+    topics: [tax]
+tracker:
+  public_url: https://go.example.vn/
+  allowed_domains: [QuangNgai.gov.vn]
+"""
+
+
+def problems(tmp_path: Path, text: str) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        load_schedule(write(tmp_path, text))
+    return caught.value.problems
+
+
+def test_repository_config_is_valid() -> None:
+    schedule = load_schedule(ROOT / "schedules.yaml")
+    assert schedule.timezone == "Asia/Ho_Chi_Minh"
+    assert {t.id for t in schedule.topics} >= {"tax", "investment", "procurement", "planning-land", "procedures"}
+    assert set(schedule.channels.enabled()) == {"facebook", "telegram_channel"}
+
+
+def test_minimal_config_fills_defaults_and_normalises(tmp_path: Path) -> None:
+    schedule = load_schedule(write(tmp_path, MINIMAL))
+    assert schedule.sources[0].language == "vi"
+    assert schedule.sources[0].poll_minutes == 30
+    assert schedule.tracker.public_url == "https://go.example.vn"
+    assert schedule.tracker.allowed_domains == ["quangngai.gov.vn"]
+    assert schedule.channels.enabled() == {}
+
+
+def test_wrong_type_names_line_and_key(tmp_path: Path) -> None:
+    text = MINIMAL.replace("    topics: [tax]\n", "    topics: [tax]\n    poll_minutes: often\n")
+    [problem] = problems(tmp_path, text)
+    assert problem.startswith(f"{tmp_path / 'schedules.yaml'}:10: sources[0].poll_minutes:")
+    assert "integer" in problem
+
+
+def test_unknown_key_names_line_and_key(tmp_path: Path) -> None:
+    text = MINIMAL.replace("  public_url:", "  public_ulr: https://x.vn\n  public_url:")
+    found = problems(tmp_path, text)
+    assert any(p.endswith("tracker.public_ulr: Extra inputs are not permitted") and ":11:" in p for p in found), found
+
+
+def test_bad_yaml_syntax_names_line(tmp_path: Path) -> None:
+    text = MINIMAL.replace("    keywords: [thuế]", "    keywords: [thuế")
+    [problem] = problems(tmp_path, text)
+    assert problem.startswith(f"{tmp_path / 'schedules.yaml'}:")
+    assert "invalid YAML" in problem
+    line = int(problem.split(":")[1])
+    assert 5 <= line <= 7
+
+
+def test_unknown_topic_in_source_names_line_and_key(tmp_path: Path) -> None:
+    text = MINIMAL.replace("topics: [tax]", "topics: [tax, taxes]")
+    [problem] = problems(tmp_path, text)
+    assert ":9: sources[0].topics[1]: unknown topic id 'taxes' (known: tax)" in problem
+
+
+def test_missing_required_section_and_version(tmp_path: Path) -> None:
+    found = problems(tmp_path, "version: 2\nsources: []\n")
+    assert any(":1: version:" in p for p in found)
+    assert any("tracker: Field required" in p for p in found)
+
+
+def test_unknown_time_zone(tmp_path: Path) -> None:
+    [problem] = problems(tmp_path, MINIMAL.replace("version: 1\n", "version: 1\ntimezone: Asia/Hanoi_City\n"))
+    assert ":2: timezone:" in problem and "unknown time zone 'Asia/Hanoi_City'" in problem
+
+
+def test_duplicate_source_name(tmp_path: Path) -> None:
+    text = MINIMAL.replace("tracker:", "  - name: news\n    url: https://quangngai.gov.vn/rss2\ntracker:")
+    [problem] = problems(tmp_path, text)
+    assert ":10: sources[1].name: duplicate source name 'news'" in problem
+
+
+def test_not_a_mapping_and_missing_file(tmp_path: Path) -> None:
+    assert "must be a mapping" in problems(tmp_path, "- just\n- a list\n")[0]
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_schedule(tmp_path / "nope.yaml")
+
+
+def test_secrets_come_from_environment_and_print_as_stars(tmp_path: Path) -> None:
+    settings = load_settings(write(tmp_path, MINIMAL), env={"OUTREACH_TELEGRAM_TOKEN": "123:abc", "OTHER": "x"})
+    assert settings.secrets.telegram_token is not None
+    assert settings.secrets.telegram_token.get_secret_value() == "123:abc"
+    assert "123:abc" not in repr(settings)
+    assert settings.secrets.facebook_page_token is None
+    assert settings.database_url == "sqlite:///outreach.db"
+
+
+def test_dotenv_is_read_but_environment_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("OUTREACH_FACEBOOK_PAGE_TOKEN=from-file\nOUTREACH_CLICK_SALT=file-salt\n", encoding="utf-8")
+    monkeypatch.setenv("OUTREACH_CLICK_SALT", "env-salt")
+    secrets = Secrets.from_env(environment(dotenv))
+    assert secrets.facebook_page_token and secrets.facebook_page_token.get_secret_value() == "from-file"
+    assert secrets.click_salt and secrets.click_salt.get_secret_value() == "env-salt"
