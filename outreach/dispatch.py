@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import func, or_, select, update
 
-from outreach.channel import AuthFailed, Channel, PLATFORM_LIMITS, RecipientGone, Rejected, RenderedMessage, Sent, Transient
+from outreach.channel import PLATFORM_LIMITS, AuthFailed, Channel, RecipientGone, Rejected, RenderedMessage, Transient
 from outreach.db import Store
 from outreach.models import FINAL_DELIVERY, Campaign, CampaignStatus, Delivery, DeliveryStatus, utcnow
 
@@ -74,22 +74,42 @@ async def send_pending(store: Store, channels: Mapping[str, Channel], now: Calla
         message, channel = _claim(store, delivery_id, channels, report)
         if message is None or channel is None:
             continue
-        try:
-            sent = await channel.send(message)
-        except Transient as exc:
-            _finish(store, delivery_id, report, retry=exc, now=now())
-        except AuthFailed as exc:
+        outcome = await _attempt(channel, message)
+        if outcome.pause_channel:
             report.paused_channels.append(message.channel)
-            _finish(store, delivery_id, report, paused=str(exc))
-        except (Rejected, RecipientGone) as exc:
-            _finish(store, delivery_id, report, final=exc)
-        except Exception as exc:  # an adapter bug: we cannot know whether it went out
-            log.exception("delivery %s: unexpected error from %s", delivery_id, channel.name)
-            _finish(store, delivery_id, report, ambiguous=f"{type(exc).__name__}: {exc}", idempotent=channel.idempotent)
-        else:
-            _finish(store, delivery_id, report, sent=sent, now=now())
+        _finish(store, delivery_id, outcome, now(), report)
     _settle_campaigns(store)
     return report
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one send attempt came to, in the store's terms."""
+
+    status: DeliveryStatus
+    error: str | None = None
+    platform_id: str | None = None
+    retry_after: float | None = None
+    pause_channel: bool = False  # the token is at fault, not the message
+
+
+async def _attempt(channel: Channel, message: RenderedMessage) -> Outcome:
+    """Send once and translate the result; never raises."""
+    try:
+        sent = await channel.send(message)
+    except Transient as exc:
+        return Outcome(DeliveryStatus.pending, str(exc), retry_after=exc.retry_after)
+    except AuthFailed as exc:
+        return Outcome(DeliveryStatus.pending, str(exc), pause_channel=True)
+    except RecipientGone as exc:
+        return Outcome(DeliveryStatus.skipped, str(exc))
+    except Rejected as exc:
+        return Outcome(DeliveryStatus.failed, str(exc))
+    except Exception as exc:  # an adapter bug: we cannot know whether it went out
+        log.exception("delivery %s: unexpected error from %s", message.delivery_id, channel.name)
+        status = DeliveryStatus.pending if channel.idempotent else DeliveryStatus.unknown
+        return Outcome(status, f"{type(exc).__name__}: {exc}")
+    return Outcome(DeliveryStatus.sent, platform_id=sent.platform_id)
 
 
 def _claim(store: Store, delivery_id: int, channels: Mapping[str, Channel], report: SendReport) -> tuple[RenderedMessage | None, Channel | None]:
@@ -118,49 +138,27 @@ def _claim(store: Store, delivery_id: int, channels: Mapping[str, Channel], repo
     return message, channel
 
 
-def _finish(
-    store: Store,
-    delivery_id: int,
-    report: SendReport,
-    *,
-    sent: Sent | None = None,
-    retry: Transient | None = None,
-    final: Exception | None = None,
-    paused: str | None = None,
-    ambiguous: str | None = None,
-    idempotent: bool = False,
-    now: datetime | None = None,
-) -> None:
-    """Record the outcome of one send attempt."""
+def _finish(store: Store, delivery_id: int, outcome: Outcome, now: datetime, report: SendReport) -> None:
+    """Record the outcome of one send attempt and count it in the report."""
     with store.sessions.begin() as session:
         delivery = session.get_one(Delivery, delivery_id)
-        if sent is not None:
-            delivery.status, delivery.platform_id, delivery.sent_at, delivery.last_error = DeliveryStatus.sent, sent.platform_id, now, None
-            report.sent += 1
-        elif retry is not None:
-            delivery.last_error = str(retry)
+        delivery.status, delivery.last_error = outcome.status, outcome.error
+        if outcome.status == DeliveryStatus.sent:
+            delivery.platform_id, delivery.sent_at = outcome.platform_id, now
+        elif outcome.pause_channel:
+            delivery.attempts -= 1  # a refused token says nothing about the message
+        elif outcome.status == DeliveryStatus.pending:
             if delivery.attempts >= MAX_ATTEMPTS:
                 delivery.status = DeliveryStatus.failed
-                report.failed += 1
             else:
-                delivery.status = DeliveryStatus.pending
-                delivery.next_attempt_at = (now or utcnow()) + backoff(delivery.attempts, retry.retry_after)
-                report.retrying += 1
-        elif final is not None:
-            gone = isinstance(final, RecipientGone)
-            delivery.status = DeliveryStatus.skipped if gone else DeliveryStatus.failed
-            delivery.last_error = str(final)
-            report.skipped += gone
-            report.failed += not gone
-        elif paused is not None:
-            # The token is at fault, not the message: this attempt does not count.
-            delivery.status, delivery.last_error = DeliveryStatus.pending, paused
-            delivery.attempts -= 1
-        else:
-            delivery.last_error = ambiguous
-            delivery.status = DeliveryStatus.pending if idempotent else DeliveryStatus.unknown
-            report.retrying += idempotent
-            report.unknown += not idempotent
+                delivery.next_attempt_at = now + backoff(delivery.attempts, outcome.retry_after)
+        if not outcome.pause_channel:
+            _count(report, delivery.status)
+
+
+def _count(report: SendReport, status: DeliveryStatus) -> None:
+    field_name = {DeliveryStatus.pending: "retrying"}.get(status, status.value)
+    setattr(report, field_name, getattr(report, field_name) + 1)
 
 
 def _settle_campaigns(store: Store) -> None:
