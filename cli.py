@@ -296,6 +296,8 @@ def send(obj: Context, limit: int | None) -> None:
     )
     for channel in report.paused_channels:
         click.echo(f"channel {channel} paused: its token was refused; its deliveries stay pending", err=True)
+    for channel, count in report.unroutable.items():
+        click.echo(f"{count} deliveries wait for channel {channel}, which is not enabled in {obj.settings.config_path}", err=True)
     if report.failed or report.unknown or report.paused_channels:
         raise SystemExit(1)
 

@@ -22,6 +22,9 @@ from outreach.models import FINAL_DELIVERY, Campaign, CampaignStatus, Delivery, 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 8
 BASE_BACKOFF = timedelta(seconds=30)
+# A send in flight is never older than this (platform calls time out long before),
+# so an older `sending` row was left by a crash, not by another dispatcher at work.
+SENDING_LEASE = timedelta(minutes=5)
 
 
 @dataclass
@@ -35,6 +38,8 @@ class SendReport:
     unknown: int = 0
     recovered: int = 0
     paused_channels: list[str] = field(default_factory=list)
+    # Pending deliveries for channels that are no longer enabled: they wait.
+    unroutable: dict[str, int] = field(default_factory=dict)
 
 
 def backoff(attempts: int, retry_after: float | None = None) -> timedelta:
@@ -45,10 +50,15 @@ def backoff(attempts: int, retry_after: float | None = None) -> timedelta:
     return base * random.uniform(0.8, 1.2)
 
 
-def recover_interrupted(store: Store, channels: Mapping[str, Channel]) -> int:
-    """Settle deliveries left in `sending` by a crash; returns how many there were."""
+def recover_interrupted(store: Store, channels: Mapping[str, Channel], now: datetime) -> int:
+    """Settle deliveries left in `sending` by a crash; returns how many there were.
+
+    Only claims older than the lease count: a younger one may belong to another
+    dispatcher that is sending it right now.
+    """
+    stale = or_(Delivery.claimed_at.is_(None), Delivery.claimed_at < now - SENDING_LEASE)
     with store.sessions.begin() as session:
-        stuck = list(session.scalars(select(Delivery).where(Delivery.status == DeliveryStatus.sending)))
+        stuck = list(session.scalars(select(Delivery).where(Delivery.status == DeliveryStatus.sending, stale)))
         for delivery in stuck:
             transport = channels.get(delivery.channel)
             if transport is not None and transport.idempotent and delivery.transport == transport.name:
@@ -61,17 +71,15 @@ def recover_interrupted(store: Store, channels: Mapping[str, Channel]) -> int:
 
 async def send_pending(store: Store, channels: Mapping[str, Channel], now: Callable[[], datetime] = utcnow, limit: int | None = None) -> SendReport:
     """Deliver every due pending delivery once, in order; return what happened."""
-    report = SendReport(recovered=recover_interrupted(store, channels))
+    report = SendReport(recovered=recover_interrupted(store, channels, now()))
+    due_now = or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= now())
     with store.sessions() as session:
-        query = (
-            select(Delivery.id)
-            .where(Delivery.status == DeliveryStatus.pending, or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= now()))
-            .order_by(Delivery.id)
-            .limit(limit)
-        )
-        due = list(session.scalars(query))
+        query = select(Delivery.id).where(Delivery.status == DeliveryStatus.pending, due_now, Delivery.channel.in_(list(channels)))
+        due = list(session.scalars(query.order_by(Delivery.id).limit(limit)))
+        waiting = select(Delivery.channel, func.count()).where(Delivery.status == DeliveryStatus.pending, Delivery.channel.not_in(list(channels)))
+        report.unroutable = {channel: n for channel, n in session.execute(waiting.group_by(Delivery.channel))}
     for delivery_id in due:
-        message, channel = _claim(store, delivery_id, channels, report)
+        message, channel = _claim(store, delivery_id, channels, report, now())
         if message is None or channel is None:
             continue
         outcome = await _attempt(channel, message)
@@ -112,14 +120,14 @@ async def _attempt(channel: Channel, message: RenderedMessage) -> Outcome:
     return Outcome(DeliveryStatus.sent, platform_id=sent.platform_id)
 
 
-def _claim(store: Store, delivery_id: int, channels: Mapping[str, Channel], report: SendReport) -> tuple[RenderedMessage | None, Channel | None]:
+def _claim(store: Store, delivery_id: int, channels: Mapping[str, Channel], report: SendReport, now: datetime) -> tuple[RenderedMessage | None, Channel | None]:
     """Mark one delivery `sending` (committed) and build its message."""
     with store.sessions.begin() as session:
         delivery = session.get_one(Delivery, delivery_id)
         channel = channels.get(delivery.channel)
         if channel is None or delivery.channel in report.paused_channels or delivery.status != DeliveryStatus.pending:
             return None, None
-        delivery.status = DeliveryStatus.sending
+        delivery.status, delivery.claimed_at = DeliveryStatus.sending, now
         delivery.attempts += 1
         delivery.transport = channel.name
         if delivery.campaign.status in (CampaignStatus.scheduled, CampaignStatus.approved):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 import string
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -9,6 +10,9 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 CODE_ALPHABET = string.ascii_letters + string.digits
 CODE_LENGTH = 10  # 62**10 ≈ 8e17: not guessable, still short to read aloud
 CODE_PATTERN = rf"[{string.ascii_letters}{string.digits}]{{8,32}}"
+
+
+_HOST = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*")
 
 
 class DestinationNotAllowed(ValueError):
@@ -27,10 +31,17 @@ def short_url(public_url: str, code: str) -> str:
 
 def check_destination(url: str, allowed_domains: list[str]) -> None:
     """Refuse URLs off the portal's domains, so the tracker is no open redirect."""
-    parts = urlsplit(url)
-    host = (parts.hostname or "").lower()
+    try:
+        parts = urlsplit(url)
+        host = (parts.hostname or "").encode("idna").decode("ascii")
+    except (ValueError, UnicodeError):
+        raise DestinationNotAllowed(f"{url!r} is not a valid URL") from None
     if parts.scheme not in ("http", "https") or not host:
         raise DestinationNotAllowed(f"{url!r} is not an http(s) URL")
+    # Browsers read "\" as "/" and "user@" as credentials: a host Python and a
+    # browser would read differently is refused outright.
+    if parts.username is not None or not _HOST.fullmatch(host):
+        raise DestinationNotAllowed(f"{url!r} has a user part or an unusual host")
     if not any(host == d or host.endswith("." + d) for d in allowed_domains):
         raise DestinationNotAllowed(f"{host} is not in tracker.allowed_domains ({', '.join(allowed_domains)})")
 

@@ -216,6 +216,7 @@ class Delivery(Base):
     status: Mapped[DeliveryStatus] = mapped_column(_enum(DeliveryStatus), default=DeliveryStatus.pending)
     attempts: Mapped[int] = mapped_column(default=0)
     next_attempt_at: Mapped[datetime | None]
+    claimed_at: Mapped[datetime | None]  # when the current `sending` began
     last_error: Mapped[str | None] = mapped_column(Text)
     platform_id: Mapped[str | None] = mapped_column(String(255))
     transport: Mapped[str | None] = mapped_column(String(40))

@@ -53,14 +53,22 @@ def ip_hash(ip: str | None, salt: bytes) -> str | None:
         address = ipaddress.ip_address(ip)
     except ValueError:
         return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped  # a dual-stack listener reports IPv4 clients as ::ffff:a.b.c.d
     prefix = 24 if address.version == 4 else 48
     network = ipaddress.ip_network(f"{address}/{prefix}", strict=False)
     return hashlib.blake2b(str(network.network_address).encode(), key=salt[:64], digest_size=16).hexdigest()
 
 
 def referrer_host(referrer: str | None) -> str | None:
-    """Only the host of the referring page is kept."""
-    return (urlsplit(referrer).hostname or None) if referrer else None
+    """Only the host of the referring page is kept; a malformed header gives None."""
+    if not referrer:
+        return None
+    try:
+        host = urlsplit(referrer).hostname
+    except ValueError:  # e.g. "http://[::1/": the header is the sender's, not ours to fail on
+        return None
+    return host if host and len(host) <= 253 else None  # 253: the longest valid DNS name
 
 
 def destination(session: Session, code: str) -> str | None:

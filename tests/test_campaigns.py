@@ -6,7 +6,7 @@ from collections.abc import Callable
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from conftest import FeedServer, base_config, rss, rss_item
+from tests.conftest import FeedServer, base_config, rss, rss_item
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 

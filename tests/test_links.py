@@ -89,3 +89,8 @@ def test_check_destination_refuses_other_hosts_and_schemes(url: str) -> None:
 def test_refusal_is_a_value_error_naming_the_host() -> None:
     with pytest.raises(ValueError, match=r"evil\.com is not in tracker\.allowed_domains"):
         check_destination("https://quangngai.gov.vn.evil.com/", ALLOWED)
+
+
+def test_check_destination_refuses_a_backslash_lookalike() -> None:
+    with pytest.raises(DestinationNotAllowed):
+        check_destination("https://evil.com\\.quangngai.gov.vn/", ALLOWED)

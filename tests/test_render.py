@@ -8,7 +8,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from conftest import base_config
+from tests.conftest import base_config
 
 from outreach.config import Settings
 from outreach.render import ELLIPSIS, CampaignView, ItemView, PostContext, Renderer, RenderError, visible_length

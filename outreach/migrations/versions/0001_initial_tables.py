@@ -103,6 +103,7 @@ def upgrade() -> None:
     sa.Column('status', sa.Enum('pending', 'sending', 'sent', 'failed', 'skipped', 'unknown', name='deliverystatus', native_enum=False, length=24), nullable=False),
     sa.Column('attempts', sa.Integer(), nullable=False),
     sa.Column('next_attempt_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('claimed_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('last_error', sa.Text(), nullable=True),
     sa.Column('platform_id', sa.String(length=255), nullable=True),
     sa.Column('transport', sa.String(length=40), nullable=True),

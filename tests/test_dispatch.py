@@ -1,0 +1,341 @@
+"""Sending deliveries: the real outbox, crash recovery, and each error a channel may raise."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from tests.conftest import base_config
+from sqlalchemy import select
+
+from channels import build_channels
+from channels.outbox import OutboxChannel, read_outbox_file
+from outreach.campaigns import create_campaign, queue_campaign
+from outreach.channel import AuthFailed, Channel, RecipientGone, Rejected, RenderedMessage, Sent, Transient
+from outreach.config import Settings
+from outreach.db import Store
+from outreach.dispatch import MAX_ATTEMPTS, SendReport, send_pending
+from outreach.models import Campaign, CampaignStatus, Delivery, DeliveryStatus, Item, Source
+from outreach.render import Renderer
+
+NOW = datetime(2026, 11, 27, 3, 0, tzinfo=UTC)
+
+
+@dataclass
+class FakeChannel:
+    """A test double for a platform: records each message, raises the next scripted error."""
+
+    name: str
+    idempotent: bool = False
+    errors: list[Exception] = field(default_factory=list)
+    calls: list[RenderedMessage] = field(default_factory=list)
+
+    async def send(self, message: RenderedMessage) -> Sent:
+        self.calls.append(message)
+        if self.errors:
+            raise self.errors.pop(0)
+        return Sent(platform_id=f"{self.name}-{message.delivery_id}")
+
+
+def make_campaign(store: Store, settings: Settings, language: str = "vi") -> int:
+    """Store one portal item, make a campaign on all enabled channels and queue it."""
+    with store.sessions.begin() as session:
+        source = Source(name=f"portal-{language}", url="https://quangngai.gov.vn/rss/tin-tuc.rss", language=language)
+        item = Item(
+            source=source,
+            guid=f"{language}-1",
+            url="https://quangngai.gov.vn/tin-tuc/hoan-thue-18301.html",
+            title="Hướng dẫn hoàn thuế giá trị gia tăng" if language == "vi" else "VAT refund guide",
+            summary="Doanh nghiệp & hộ kinh doanh nộp hồ sơ trực tuyến.",
+            published_at=NOW,
+            language=language,
+            topics=["tax"],
+        )
+        session.add(item)
+        session.flush()
+        campaign = create_campaign(session, settings, item.id, "tester")
+        queue_campaign(session, settings, Renderer(settings.schedule), campaign.id)
+        return campaign.id
+
+
+def deliveries(store: Store) -> list[Delivery]:
+    with store.sessions() as session:
+        return list(session.scalars(select(Delivery).order_by(Delivery.id)))
+
+
+def delivery_of(store: Store, channel: str) -> Delivery:
+    (found,) = [d for d in deliveries(store) if d.channel == channel]
+    return found
+
+
+def campaign_status(store: Store, campaign_id: int) -> CampaignStatus:
+    with store.sessions() as session:
+        return session.get_one(Campaign, campaign_id).status
+
+
+def send(store: Store, channels: Mapping[str, Channel], now: datetime = NOW) -> SendReport:
+    return asyncio.run(send_pending(store, channels, now=lambda: now))
+
+
+def set_state(store: Store, delivery_id: int, **values: object) -> None:
+    with store.sessions.begin() as session:
+        delivery = session.get_one(Delivery, delivery_id)
+        for key, value in values.items():
+            setattr(delivery, key, value)
+
+
+def outbox_files(folder: Path) -> dict[Path, int]:
+    return {path: path.stat().st_mtime_ns for path in folder.rglob("*") if path.is_file()}
+
+
+# --- the real outbox ---------------------------------------------------------
+
+
+def test_send_pending_writes_one_outbox_file_per_delivery(store: Store, make_settings: Callable[..., Settings]) -> None:
+    settings = make_settings()
+    campaign_id = make_campaign(store, settings)
+    channels = build_channels(settings)
+    assert all(isinstance(c, OutboxChannel) for c in channels.values())  # no tokens set
+
+    report = send(store, channels)
+
+    assert (report.sent, report.failed, report.retrying, report.unknown, report.recovered) == (2, 0, 0, 0, 0)
+    outbox = settings.schedule.channels.outbox.dir
+    sent = deliveries(store)
+    assert sorted(outbox_files(outbox)) == sorted(outbox / d.channel / f"{d.id:06d}.txt" for d in sent)
+    with store.sessions() as session:
+        for delivery in sent:
+            header, text = read_outbox_file(outbox / delivery.channel / f"{delivery.id:06d}.txt")
+            link = session.get_one(Delivery, delivery.id).link
+            assert link is not None
+            assert header["channel"] == delivery.channel
+            assert header["target"] == delivery.target
+            assert header["campaign"] == campaign_id
+            assert header["delivery"] == delivery.id
+            assert header["markup"] == ("html" if delivery.channel == "telegram_channel" else "plain")
+            assert header["link"] == {"code": delivery.link_code, "destination": link.destination}
+            assert text == delivery.text
+            assert delivery.status == DeliveryStatus.sent
+            assert delivery.platform_id == f"outbox:{delivery.channel}/{delivery.id:06d}.txt"
+            assert delivery.transport == "outbox"
+            assert delivery.attempts == 1
+            assert delivery.sent_at == NOW
+    assert campaign_status(store, campaign_id) == CampaignStatus.done
+
+
+def test_sending_again_sends_nothing_new(sqlite_store: Store, make_settings: Callable[..., Settings]) -> None:
+    settings = make_settings()
+    make_campaign(sqlite_store, settings)
+    channels = build_channels(settings)
+    send(sqlite_store, channels)
+    before = outbox_files(settings.schedule.channels.outbox.dir)
+    assert len(before) == 2
+
+    again = send(sqlite_store, channels, now=NOW + timedelta(hours=1))
+
+    assert (again.sent, again.retrying, again.recovered) == (0, 0, 0)
+    assert outbox_files(settings.schedule.channels.outbox.dir) == before  # same files, none rewritten
+    assert all(d.attempts == 1 and d.sent_at == NOW for d in deliveries(sqlite_store))
+
+
+# --- crash recovery ----------------------------------------------------------
+
+
+def test_interrupted_outbox_delivery_is_sent_once(store: Store, make_settings: Callable[..., Settings]) -> None:
+    settings = make_settings()
+    campaign_id = make_campaign(store, settings)
+    stuck = delivery_of(store, "facebook")
+    set_state(store, stuck.id, status=DeliveryStatus.sending, transport="outbox", attempts=1)
+
+    report = send(store, build_channels(settings))
+
+    assert report.recovered == 1
+    assert report.sent == 2
+    after = delivery_of(store, "facebook")
+    assert (after.status, after.attempts) == (DeliveryStatus.sent, 2)
+    files = outbox_files(settings.schedule.channels.outbox.dir)
+    assert [p.name for p in files if p.parent.name == "facebook"] == [f"{stuck.id:06d}.txt"]
+    assert campaign_status(store, campaign_id) == CampaignStatus.done
+
+
+def test_interrupted_post_on_a_non_idempotent_channel_becomes_unknown(store: Store, make_settings: Callable[..., Settings]) -> None:
+    settings = make_settings()
+    campaign_id = make_campaign(store, settings)
+    stuck = delivery_of(store, "facebook")
+    set_state(store, stuck.id, status=DeliveryStatus.sending, transport="facebook", attempts=1)
+    facebook, telegram = FakeChannel("facebook"), FakeChannel("telegram_channel")
+
+    report = send(store, {"facebook": facebook, "telegram_channel": telegram})
+
+    assert report.recovered == 1
+    assert facebook.calls == []  # a duplicate post on a government page is worse than a late one
+    assert [m.channel for m in telegram.calls] == ["telegram_channel"]
+    after = delivery_of(store, "facebook")
+    assert after.status == DeliveryStatus.unknown
+    assert after.attempts == 1
+    assert after.last_error is not None and "may have been posted" in after.last_error
+    assert delivery_of(store, "telegram_channel").status == DeliveryStatus.sent
+    assert campaign_status(store, campaign_id) == CampaignStatus.sending  # an operator must settle it
+
+
+def test_interrupted_post_whose_transport_changed_is_not_resent(sqlite_store: Store, make_settings: Callable[..., Settings]) -> None:
+    # Posted through the Facebook adapter before the crash; the token is gone now and
+    # the channel falls back to the outbox: that must not count as "the same transport".
+    settings = make_settings()
+    make_campaign(sqlite_store, settings)
+    stuck = delivery_of(sqlite_store, "facebook")
+    set_state(sqlite_store, stuck.id, status=DeliveryStatus.sending, transport="facebook", attempts=1)
+
+    send(sqlite_store, build_channels(settings))
+
+    assert delivery_of(sqlite_store, "facebook").status == DeliveryStatus.unknown
+    assert not (settings.schedule.channels.outbox.dir / "facebook").exists()
+
+
+def test_a_young_claim_belongs_to_another_dispatcher(sqlite_store: Store, make_settings: Callable[..., Settings]) -> None:
+    settings = make_settings()
+    make_campaign(sqlite_store, settings)
+    busy = delivery_of(sqlite_store, "facebook")
+    set_state(sqlite_store, busy.id, status=DeliveryStatus.sending, transport="facebook", attempts=1, claimed_at=NOW - timedelta(seconds=30))
+    facebook = FakeChannel("facebook")
+
+    report = send(sqlite_store, {"facebook": facebook, "telegram_channel": FakeChannel("telegram_channel")})
+
+    assert report.recovered == 0 and facebook.calls == []
+    assert delivery_of(sqlite_store, "facebook").status == DeliveryStatus.sending
+    later = send(sqlite_store, {"facebook": facebook}, now=NOW + timedelta(minutes=10))
+    assert later.recovered == 1
+    assert delivery_of(sqlite_store, "facebook").status == DeliveryStatus.unknown
+
+
+def test_deliveries_for_a_disabled_channel_wait_and_are_reported(sqlite_store: Store, make_settings: Callable[..., Settings]) -> None:
+    settings = make_settings()
+    make_campaign(sqlite_store, settings)
+    telegram = FakeChannel("telegram_channel")
+
+    report = send(sqlite_store, {"telegram_channel": telegram})
+
+    assert report.sent == 1
+    assert report.unroutable == {"facebook": 1}
+    assert delivery_of(sqlite_store, "facebook").status == DeliveryStatus.pending
+
+
+# --- errors from channels ----------------------------------------------------
+
+
+def test_transient_error_keeps_the_delivery_pending_until_retry_after(sqlite_store: Store, make_settings: Callable[..., Settings]) -> None:
+    settings = make_settings()
+    campaign_id = make_campaign(sqlite_store, settings)
+    telegram = FakeChannel("telegram_channel", errors=[Transient("Flood control exceeded", retry_after=90)])
+    channels = {"facebook": FakeChannel("facebook"), "telegram_channel": telegram}
+
+    report = send(sqlite_store, channels)
+
+    assert (report.sent, report.retrying) == (1, 1)
+    waiting = delivery_of(sqlite_store, "telegram_channel")
+    assert waiting.status == DeliveryStatus.pending
+    assert waiting.attempts == 1
+    assert waiting.next_attempt_at == NOW + timedelta(seconds=90)
+    assert waiting.last_error == "Flood control exceeded"
+    assert campaign_status(sqlite_store, campaign_id) == CampaignStatus.sending
+
+    assert send(sqlite_store, channels, now=NOW + timedelta(seconds=89)).sent == 0  # not due yet
+    assert len(telegram.calls) == 1
+    assert send(sqlite_store, channels, now=NOW + timedelta(seconds=90)).sent == 1
+    done = delivery_of(sqlite_store, "telegram_channel")
+    assert (done.status, done.attempts, done.platform_id, done.last_error) == (DeliveryStatus.sent, 2, f"telegram_channel-{done.id}", None)
+    assert campaign_status(sqlite_store, campaign_id) == CampaignStatus.done
+
+
+def test_transient_error_without_retry_after_backs_off_with_jitter(sqlite_store: Store, make_settings: Callable[..., Settings]) -> None:
+    settings = make_settings()
+    make_campaign(sqlite_store, settings)
+    send(sqlite_store, {"facebook": FakeChannel("facebook", errors=[Transient("HTTP 503")]), "telegram_channel": FakeChannel("telegram_channel")})
+    waiting = delivery_of(sqlite_store, "facebook")
+    assert waiting.next_attempt_at is not None
+    assert timedelta(seconds=24) <= waiting.next_attempt_at - NOW <= timedelta(seconds=36)
+
+
+def test_transient_error_on_the_last_attempt_fails_the_delivery(sqlite_store: Store, make_settings: Callable[..., Settings]) -> None:
+    settings = make_settings()
+    campaign_id = make_campaign(sqlite_store, settings)
+    set_state(sqlite_store, delivery_of(sqlite_store, "facebook").id, attempts=MAX_ATTEMPTS - 1)
+    report = send(sqlite_store, {"facebook": FakeChannel("facebook", errors=[Transient("HTTP 503")]), "telegram_channel": FakeChannel("telegram_channel")})
+    assert report.failed == 1
+    failed = delivery_of(sqlite_store, "facebook")
+    assert (failed.status, failed.attempts, failed.last_error) == (DeliveryStatus.failed, MAX_ATTEMPTS, "HTTP 503")
+    assert campaign_status(sqlite_store, campaign_id) == CampaignStatus.done_with_errors
+
+
+def test_rejected_message_fails_for_good_with_its_reason(store: Store, make_settings: Callable[..., Settings]) -> None:
+    settings = make_settings()
+    campaign_id = make_campaign(store, settings)
+    telegram = FakeChannel("telegram_channel", errors=[Rejected("Bad Request: can't parse entities")])
+    channels = {"facebook": FakeChannel("facebook"), "telegram_channel": telegram}
+
+    report = send(store, channels)
+
+    assert (report.sent, report.failed) == (1, 1)
+    failed = delivery_of(store, "telegram_channel")
+    assert (failed.status, failed.attempts) == (DeliveryStatus.failed, 1)
+    assert failed.last_error == "Bad Request: can't parse entities"
+    assert campaign_status(store, campaign_id) == CampaignStatus.done_with_errors
+    send(store, channels, now=NOW + timedelta(days=1))
+    assert len(telegram.calls) == 1  # never retried
+
+
+def test_recipient_gone_skips_the_delivery(sqlite_store: Store, make_settings: Callable[..., Settings]) -> None:
+    settings = make_settings()
+    campaign_id = make_campaign(sqlite_store, settings)
+    report = send(sqlite_store, {"facebook": FakeChannel("facebook"), "telegram_channel": FakeChannel("telegram_channel", errors=[RecipientGone("Forbidden: bot was kicked")])})
+    assert (report.sent, report.skipped, report.failed) == (1, 1, 0)
+    skipped = delivery_of(sqlite_store, "telegram_channel")
+    assert (skipped.status, skipped.last_error) == (DeliveryStatus.skipped, "Forbidden: bot was kicked")
+    assert campaign_status(sqlite_store, campaign_id) == CampaignStatus.done  # skipped is not an error
+
+
+def test_auth_failure_pauses_the_channel_and_loses_nothing(sqlite_store: Store, make_settings: Callable[..., Settings]) -> None:
+    channels_config = base_config()["channels"]
+    channels_config["telegram_channel"]["targets"] = [{"id": f"@qn_{n}", "languages": ["vi"]} for n in range(3)]
+    settings = make_settings(channels=channels_config)
+    campaign_id = make_campaign(sqlite_store, settings)
+    telegram = FakeChannel("telegram_channel", errors=[AuthFailed("Unauthorized: invalid token")])
+    facebook = FakeChannel("facebook")
+
+    report = send(sqlite_store, {"facebook": facebook, "telegram_channel": telegram})
+
+    assert report.paused_channels == ["telegram_channel"]
+    assert len(telegram.calls) == 1  # the other two were not tried with a bad token
+    assert len(facebook.calls) == 1 and report.sent == 1
+    waiting = [d for d in deliveries(sqlite_store) if d.channel == "telegram_channel"]
+    assert len(waiting) == 3
+    assert all(d.status == DeliveryStatus.pending and d.attempts == 0 for d in waiting)
+    assert waiting[0].last_error == "Unauthorized: invalid token"
+
+    # With a good token the next run delivers all three.
+    report = send(sqlite_store, {"facebook": facebook, "telegram_channel": telegram})
+    assert (report.sent, report.paused_channels) == (3, [])
+    assert all(d.status == DeliveryStatus.sent and d.attempts == 1 for d in deliveries(sqlite_store) if d.channel == "telegram_channel")
+    assert campaign_status(sqlite_store, campaign_id) == CampaignStatus.done
+
+
+@pytest.mark.parametrize(("idempotent", "status"), [(False, DeliveryStatus.unknown), (True, DeliveryStatus.pending)])
+def test_unexpected_error_is_ambiguous_unless_the_channel_is_idempotent(
+    sqlite_store: Store, make_settings: Callable[..., Settings], idempotent: bool, status: DeliveryStatus
+) -> None:
+    settings = make_settings()
+    make_campaign(sqlite_store, settings)
+    facebook = FakeChannel("facebook", idempotent=idempotent, errors=[RuntimeError("connection reset after upload")])
+
+    report = send(sqlite_store, {"facebook": facebook, "telegram_channel": FakeChannel("telegram_channel")})
+
+    assert (report.unknown, report.retrying) == ((0, 1) if idempotent else (1, 0))
+    after = delivery_of(sqlite_store, "facebook")
+    assert after.status == status
+    assert after.last_error == "RuntimeError: connection reset after upload"
+    send(sqlite_store, {"facebook": facebook, "telegram_channel": FakeChannel("telegram_channel")}, now=NOW + timedelta(hours=1))
+    assert len(facebook.calls) == (2 if idempotent else 1)  # only a channel that cannot duplicate is tried again
