@@ -312,6 +312,8 @@ def tracker(obj: Context, host: str, port: int) -> None:
     from outreach.web import create_app
 
     salt = obj.settings.secrets.click_salt
+    if salt is None:
+        click.echo("note: OUTREACH_CLICK_SALT is not set; unique-visitor counts start afresh with each restart", err=True)
     serve(create_app(obj.store(), salt.get_secret_value().encode() if salt else None), host, port)
 
 

@@ -8,6 +8,7 @@ network or the user's own database.
 from __future__ import annotations
 
 import asyncio
+import sys
 import tempfile
 from dataclasses import replace
 from pathlib import Path
@@ -92,9 +93,10 @@ def run_demo(settings: config.Settings, out: Console, folder: Path | None = None
     finally:
         store.close()
     out.rule()
-    out.print(f"Database: {folder / 'outreach.db'}")
-    out.print(f"Outbox:   {folder / 'outbox'}")
-    out.print(f"Look again with: outreach --db sqlite:///{folder / 'outreach.db'} report")
+    command = sys.argv[0] if sys.argv[0].endswith("outreach") else "outreach"
+    out.print(f"Database: {folder / 'outreach.db'}", soft_wrap=True)
+    out.print(f"Outbox:   {folder / 'outbox'}", soft_wrap=True)
+    out.print(f"Look again with: {command} --db sqlite:///{folder / 'outreach.db'} report", soft_wrap=True)
     return folder
 
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from outreach.models import Campaign, Click, ClickKind, Delivery, DeliveryStatus, Link
+
+K = TypeVar("K")
 
 
 @dataclass
@@ -56,9 +59,9 @@ class Report:
         total = Counts()
         for counts in self.channels.values():
             for status, n in counts.deliveries.items():
-                total.deliveries[status] = total.deliveries.get(status, 0) + n
+                _add(total.deliveries, status, n)
             for kind, n in counts.clicks.items():
-                total.clicks[kind] = total.clicks.get(kind, 0) + n
+                _add(total.clicks, kind, n)
         return total
 
 
@@ -85,5 +88,5 @@ def build_report(session: Session) -> Report:
     return Report(dict(sorted(channels.items())), dict(sorted(campaigns.items())), titles)
 
 
-def _add(counter: dict, key: object, n: int) -> None:  # type: ignore[type-arg]
+def _add(counter: dict[K, int], key: K, n: int) -> None:
     counter[key] = counter.get(key, 0) + n

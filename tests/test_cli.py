@@ -113,6 +113,35 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert visits == 27 and previews == 14
 
 
+def test_tracker_command_serves_redirects(tmp_path: Path, config_file: Path) -> None:
+    import socket
+    import time
+
+    import httpx
+
+    db = f"sqlite:///{tmp_path / 'cli.db'}"
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    argv = [sys.executable, "-c", "import cli; cli.main()", "--config", str(config_file), "--db", db, "tracker", "--port", str(port)]
+    server = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+                break
+            except httpx.TransportError:
+                assert server.poll() is None and time.monotonic() < deadline, "tracker did not start"
+                time.sleep(0.1)
+        assert health.status_code == 200
+        assert httpx.get(f"http://127.0.0.1:{port}/r/Unknown123", timeout=2).status_code == 404
+    finally:
+        server.terminate()
+        _, err = server.communicate(timeout=10)
+    assert "OUTREACH_CLICK_SALT is not set" in err
+
+
 def test_help_is_quick_to_start() -> None:
     # Not a timing test: --help must not import the heavy parts at all.
     code = "import sys, cli; cli.main(['--help'], standalone_mode=False); print(sorted(m for m in ('sqlalchemy','httpx','feedparser','starlette','rich','jinja2') if m in sys.modules))"
