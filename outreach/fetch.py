@@ -25,7 +25,7 @@ class FetchError(Exception):
 class Fetched:
     """A feed body, or `not_modified` when the server answered 304."""
 
-    url: str
+    url: str  # after redirects: relative links resolve against it
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
     not_modified: bool = False
@@ -81,8 +81,8 @@ class Fetcher:
             raise FetchError(f"timed out after {limit:g} s fetching {url}") from None
         except httpx.HTTPError as exc:
             raise FetchError(f"cannot fetch {url}: {type(exc).__name__}: {exc}") from None
-        headers.setdefault("content-location", str(response.url))
-        return Fetched(url=url, body=body, headers=headers)
+        headers.pop("content-location", None)  # links are resolved by us, see feeds.parse_feed
+        return Fetched(url=str(response.url), body=body, headers=headers)
 
     def _read_capped(self, response: httpx.Response, deadline: float) -> bytes:
         """Read the body, refusing it past the cap or past the overall deadline."""
@@ -109,6 +109,6 @@ class Fetcher:
             if size > self.settings.max_bytes:
                 raise FetchError(f"feed is {size:,} bytes, over the {self.settings.max_bytes:,}-byte cap")
             # A file has no Content-Type; without one feedparser flags every feed.
-            return Fetched(url=url, body=path.read_bytes(), headers={"content-type": "application/xml", "content-location": url})
+            return Fetched(url=url, body=path.read_bytes(), headers={"content-type": "application/xml"})
         except OSError as exc:
             raise FetchError(f"cannot read {path}: {exc.strerror or exc}") from None

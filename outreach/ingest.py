@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -23,6 +25,7 @@ from outreach.topics import TopicMatcher
 
 log = logging.getLogger(__name__)
 _GUID_BATCH = 500
+MAX_ERROR = 500
 
 
 @dataclass(frozen=True)
@@ -52,35 +55,48 @@ def sync_source(session: Session, spec: config.Source) -> Source:
     return row
 
 
+class UnknownSource(ValueError):
+    """A source name that is not in the config."""
+
+
+@dataclass(frozen=True)
+class _Polling:
+    """What every source's poll in one run shares."""
+
+    store: Store
+    fetcher: Fetcher
+    matcher: TopicMatcher
+    zone: ZoneInfo
+
+
 def poll_sources(store: Store, schedule: config.Schedule, names: Iterable[str] = (), fetcher: Fetcher | None = None) -> list[PollResult]:
     """Poll the named sources (all when none are named), each in its own transaction."""
     wanted = list(names)
-    for name in wanted:
-        schedule.source(name)  # KeyError names an unknown source before any work
+    unknown = [n for n in wanted if n not in {s.name for s in schedule.sources}]
+    if unknown:
+        raise UnknownSource(f"unknown source(s): {', '.join(unknown)}")
     specs = [s for s in schedule.sources if not wanted or s.name in wanted]
-    matcher = TopicMatcher(schedule.topics)
-    own = fetcher is None
-    fetcher = fetcher or Fetcher(schedule.fetch)
-    try:
-        return [_poll_one(store, spec, fetcher, matcher) for spec in specs]
-    finally:
-        if own:
-            fetcher.client.close()
+    with ExitStack() as stack:
+        if fetcher is None:
+            fetcher = stack.enter_context(Fetcher(schedule.fetch))
+        run = _Polling(store, fetcher, TopicMatcher(schedule.topics), ZoneInfo(schedule.timezone))
+        return [_poll_one(run, spec) for spec in specs]
 
 
-def _poll_one(store: Store, spec: config.Source, fetcher: Fetcher, matcher: TopicMatcher) -> PollResult:
+def _poll_one(run: _Polling, spec: config.Source) -> PollResult:
+    store = run.store
     with store.sessions.begin() as session:
         source = sync_source(session, spec)
         source_id, etag, last_modified = source.id, source.etag, source.last_modified
     started = utcnow()
     try:
-        fetched = fetcher.fetch(spec.url, etag, last_modified)
+        fetched = run.fetcher.fetch(spec.url, etag, last_modified)
         if fetched.not_modified:
             _record(store, source_id, started, None, None)
             return PollResult(spec.name, not_modified=True)
-        parsed = parse_feed(fetched.body, fetched.headers, started)
+        parsed = parse_feed(fetched.body, fetched.headers, fetched.url, started, run.zone)
         with store.sessions.begin() as session:
-            new = _store_entries(session, source_id, spec, parsed.entries, matcher)
+            new = _store_entries(session, source_id, spec, parsed.entries, run.matcher)
         error = parsed.problem
         if parsed.skipped:
             note = f"{parsed.skipped} entries without id or link skipped"
@@ -94,7 +110,7 @@ def _poll_one(store: Store, spec: config.Source, fetcher: Fetcher, matcher: Topi
         return PollResult(spec.name, error=str(exc))
     except Exception as exc:  # one source's bug must not stop the others
         log.exception("polling %s failed", spec.name)
-        message = f"{type(exc).__name__}: {exc}"
+        message = f"{type(exc).__name__}: {exc}"[:MAX_ERROR]  # a database error quotes whole statements
         _record(store, source_id, started, message, None)
         return PollResult(spec.name, error=message)
 
@@ -124,7 +140,7 @@ def _store_entries(session: Session, source_id: int, spec: config.Source, entrie
 
 
 def _row(source_id: int, spec: config.Source, entry: Entry, matcher: TopicMatcher) -> dict[str, object]:
-    text = " ".join((entry.title, entry.summary, *entry.categories))
+    folded = fold(" ".join((entry.title, entry.summary, *entry.categories)))
     return {
         "source_id": source_id,
         "guid": entry.guid,
@@ -135,6 +151,6 @@ def _row(source_id: int, spec: config.Source, entry: Entry, matcher: TopicMatche
         "published_at": entry.published_at,
         "fetched_at": utcnow(),
         "language": spec.language,
-        "topics": matcher.match(text, spec.topics),
-        "search_text": fold(f"{entry.title} {entry.summary}"),
+        "topics": matcher.match_folded(folded, spec.topics),
+        "search_text": folded,
     }

@@ -27,8 +27,11 @@ class TopicMatcher:
 
     def match(self, text: str, defaults: Iterable[str] = ()) -> list[str]:
         """Topic ids for a text: the defaults first, then keyword hits, no repeats."""
+        return self.match_folded(fold(text), defaults)
+
+    def match_folded(self, folded: str, defaults: Iterable[str] = ()) -> list[str]:
+        """`match` for text already passed through `fold` (ingest folds once for both)."""
         found = list(dict.fromkeys(defaults))
-        folded = fold(text)
         for topic_id, pattern in self._rules:
             if topic_id not in found and pattern.search(folded):
                 found.append(topic_id)

@@ -126,6 +126,7 @@ class Route:
     headers: dict[str, str] = field(default_factory=lambda: {"Content-Type": "application/rss+xml; charset=utf-8"})
     delay: float = 0.0
     etag: str | None = None  # when set, a matching If-None-Match gets 304
+    declare_length: bool = True  # False: no Content-Length, the body ends when the connection closes
 
 
 @dataclass
@@ -165,7 +166,8 @@ def feed_server() -> Iterator[FeedServer]:
                 self.send_header(name, value)
             if route.etag:
                 self.send_header("ETag", route.etag)
-            self.send_header("Content-Length", str(len(route.body)))
+            if route.declare_length:
+                self.send_header("Content-Length", str(len(route.body)))
             self.end_headers()
             try:
                 self.wfile.write(route.body)

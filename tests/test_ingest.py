@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from outreach.config import Settings
 from outreach.db import Store
-from outreach.ingest import PollResult, poll_sources
+from outreach.ingest import PollResult, UnknownSource, poll_sources
 from outreach.models import Item, Source
 from tests.conftest import ROOT, FeedServer, rss, rss_item
 
@@ -74,108 +74,154 @@ def test_polling_twice_stores_nothing_new(store: Store, feed_server: FeedServer,
     assert len(items(store)) == 2
 
 
-def test_duplicate_guids_in_one_feed_keep_the_first(sqlite_store: Store, feed_server: FeedServer, make_settings: Callable[..., Settings]) -> None:
+def test_duplicate_guids_in_one_feed_keep_the_first(store: Store, feed_server: FeedServer, make_settings: Callable[..., Settings]) -> None:
     repeat = rss_item("qng-1", "Bản sửa: tiêu đề khác")
     url = feed_server.serve("/rss", body=rss(TAX, repeat, LAND))
-    [result] = poll(sqlite_store, settings_for(make_settings, {"name": "news", "url": url}))
+    [result] = poll(store, settings_for(make_settings, {"name": "news", "url": url}))
     assert result.new == 2
-    assert [i.title for i in items(sqlite_store)] == ["Hạn nộp tờ khai thuế tháng 10", "Lấy ý kiến dự thảo Bảng giá đất năm 2027"]
+    assert [i.title for i in items(store)] == ["Hạn nộp tờ khai thuế tháng 10", "Lấy ý kiến dự thảo Bảng giá đất năm 2027"]
 
 
-def test_link_is_the_fallback_guid(sqlite_store: Store, feed_server: FeedServer, make_settings: Callable[..., Settings]) -> None:
+def test_link_is_the_fallback_guid(store: Store, feed_server: FeedServer, make_settings: Callable[..., Settings]) -> None:
     no_guid = "<item><title>Không có guid</title><link>https://quangngai.gov.vn/a-1.html</link></item>"
     no_anything = "<item><title>Không có gì</title></item>"
     url = feed_server.serve("/rss", body=rss(no_guid, no_anything))
-    [result] = poll(sqlite_store, settings_for(make_settings, {"name": "news", "url": url}))
+    [result] = poll(store, settings_for(make_settings, {"name": "news", "url": url}))
     assert result.new == 1
     assert result.error == "1 entries without id or link skipped"
-    assert items(sqlite_store)[0].guid == "https://quangngai.gov.vn/a-1.html"
+    assert items(store)[0].guid == "https://quangngai.gov.vn/a-1.html"
 
 
-def test_malformed_feed_keeps_what_it_could_read(sqlite_store: Store, feed_server: FeedServer, make_settings: Callable[..., Settings]) -> None:
+def test_malformed_feed_keeps_what_it_could_read(store: Store, feed_server: FeedServer, make_settings: Callable[..., Settings]) -> None:
     broken = rss(TAX, LAND).replace(b"</channel></rss>", b"<item><title>cut off")
     url = feed_server.serve("/rss", body=broken)
-    [result] = poll(sqlite_store, settings_for(make_settings, {"name": "news", "url": url}))
+    [result] = poll(store, settings_for(make_settings, {"name": "news", "url": url}))
     assert result.new == 2
     assert result.error and result.error.startswith("partly read (2 entries kept)")
-    assert source_row(sqlite_store, "news").last_error == result.error
+    assert source_row(store, "news").last_error == result.error
 
 
-def test_partial_read_sets_no_validators(sqlite_store: Store, feed_server: FeedServer, make_settings: Callable[..., Settings]) -> None:
+def test_partial_read_sets_no_validators(store: Store, feed_server: FeedServer, make_settings: Callable[..., Settings]) -> None:
     broken = rss(TAX).replace(b"</channel></rss>", b"<item><title>cut")
     url = feed_server.serve("/rss", body=broken, etag='"v1"')
     settings = settings_for(make_settings, {"name": "news", "url": url})
-    poll(sqlite_store, settings)
-    assert source_row(sqlite_store, "news").etag is None
-    assert poll(sqlite_store, settings)[0].not_modified is False  # fetched in full again
+    poll(store, settings)
+    assert source_row(store, "news").etag is None
+    assert poll(store, settings)[0].not_modified is False  # fetched in full again
 
 
-def test_html_page_instead_of_feed(sqlite_store: Store, feed_server: FeedServer, make_settings: Callable[..., Settings]) -> None:
+def test_html_page_instead_of_feed(store: Store, feed_server: FeedServer, make_settings: Callable[..., Settings]) -> None:
     page = "<!doctype html><html><head><title>Cổng thông tin</title></head><body><p>Trang chủ</p></body></html>".encode()
     url = feed_server.serve("/rss", body=page, headers={"Content-Type": "text/html; charset=utf-8"})
-    [result] = poll(sqlite_store, settings_for(make_settings, {"name": "news", "url": url}))
+    [result] = poll(store, settings_for(make_settings, {"name": "news", "url": url}))
     assert result.new == 0
     assert result.error and result.error.startswith("not an RSS or Atom feed (text/html; charset=utf-8)")
-    assert items(sqlite_store) == []
+    assert items(store) == []
 
 
-def test_feed_over_the_size_cap(sqlite_store: Store, feed_server: FeedServer, make_settings: Callable[..., Settings]) -> None:
+def test_feed_over_the_size_cap(store: Store, feed_server: FeedServer, make_settings: Callable[..., Settings]) -> None:
     big = rss(*(rss_item(f"qng-{n}", "Tin " * 40, "Nội dung " * 100) for n in range(40)))
     assert len(big) > 50_000
     url = feed_server.serve("/rss", body=big)
-    [result] = poll(sqlite_store, settings_for(make_settings, {"name": "news", "url": url}, max_bytes=50_000))
+    [result] = poll(store, settings_for(make_settings, {"name": "news", "url": url}, max_bytes=50_000))
     assert result.error and "over the 50,000-byte cap" in result.error
-    assert items(sqlite_store) == []
+    assert items(store) == []
 
 
-def test_local_file_over_the_size_cap(sqlite_store: Store, tmp_path: Path, make_settings: Callable[..., Settings]) -> None:
+def test_undeclared_length_over_the_size_cap(store: Store, feed_server: FeedServer, make_settings: Callable[..., Settings]) -> None:
+    big = rss(*(rss_item(f"qng-{n}", "Tin " * 40, "Nội dung " * 100) for n in range(40)))
+    url = feed_server.serve("/rss", body=big, declare_length=False)
+    [result] = poll(store, settings_for(make_settings, {"name": "news", "url": url}, max_bytes=50_000))
+    assert result.error == "feed is over the 50,000-byte cap"
+    assert items(store) == []
+
+
+def test_plain_guids_stay_as_written_and_links_resolve_against_the_feed(store: Store, feed_server: FeedServer, make_settings: Callable[..., Settings]) -> None:
+    entry = (
+        "<item><title>Tin</title><guid>12345</guid><link>/tin-tuc/12345.html</link>"
+        '<enclosure url="/uploads/a.jpg" type="image/jpeg" length="1"/></item>'
+    )
+    only_guid = "<item><title>Chỉ có guid</title><guid>777</guid></item>"
+    url = feed_server.serve("/rss/tin-tuc.rss", body=rss(entry, only_guid))
+    [result] = poll(store, settings_for(make_settings, {"name": "news", "url": url}))
+    [item] = items(store)
+    assert item.guid == "12345"
+    assert item.url == f"{feed_server.url}/tin-tuc/12345.html"
+    assert item.image_url == f"{feed_server.url}/uploads/a.jpg"
+    assert result.error == "1 entries without id or link skipped"  # a bare guid is no link to post
+
+
+def test_dates_without_a_zone_are_local_and_future_dates_are_capped(store: Store, feed_server: FeedServer, make_settings: Callable[..., Settings]) -> None:
+    naive = rss_item("qng-1", "Không múi giờ", date="Fri, 27 Nov 2026 08:30:00")
+    future = rss_item("qng-2", "Ngày trong tương lai", date="Thu, 01 Jan 2099 00:00:00 +0700")
+    url = feed_server.serve("/rss", body=rss(naive, future))
+    before = datetime.now(UTC)
+    [result] = poll(store, settings_for(make_settings, {"name": "news", "url": url}))
+    assert result.error is None
+    first, second = items(store)
+    assert first.published_at == datetime(2026, 11, 27, 1, 30, tzinfo=UTC)  # 08:30 in Asia/Ho_Chi_Minh
+    assert before <= second.published_at <= datetime.now(UTC)
+
+
+def test_very_long_guid_is_kept_as_a_digest(store: Store, feed_server: FeedServer, make_settings: Callable[..., Settings]) -> None:
+    long_link = "https://quangngai.gov.vn/tin-tuc/" + "a" * 1100 + ".html"
+    no_guid = f"<item><title>Liên kết dài</title><link>{long_link}</link></item>"
+    url = feed_server.serve("/rss", body=rss(no_guid, TAX))
+    settings = settings_for(make_settings, {"name": "news", "url": url})
+    assert poll(store, settings)[0].new == 2
+    assert poll(store, settings)[0].new == 0
+    long_item = next(i for i in items(store) if i.title == "Liên kết dài")
+    assert long_item.guid.startswith("sha256:") and long_item.url == long_link
+
+
+def test_local_file_over_the_size_cap(store: Store, tmp_path: Path, make_settings: Callable[..., Settings]) -> None:
     feed = tmp_path / "big.rss"
     feed.write_bytes(rss(*(rss_item(f"qng-{n}", "Tin " * 40) for n in range(100))))
-    [result] = poll(sqlite_store, settings_for(make_settings, {"name": "local", "url": feed.as_uri()}, max_bytes=2048))
+    [result] = poll(store, settings_for(make_settings, {"name": "local", "url": feed.as_uri()}, max_bytes=2048))
     assert result.error and "over the 2,048-byte cap" in result.error
 
 
-def test_timeout(sqlite_store: Store, feed_server: FeedServer, make_settings: Callable[..., Settings]) -> None:
+def test_timeout(store: Store, feed_server: FeedServer, make_settings: Callable[..., Settings]) -> None:
     url = feed_server.serve("/slow", body=rss(TAX), delay=1.5)
-    [result] = poll(sqlite_store, settings_for(make_settings, {"name": "slow", "url": url}, timeout_seconds=0.3))
+    [result] = poll(store, settings_for(make_settings, {"name": "slow", "url": url}, timeout_seconds=0.3))
     assert result.error == f"timed out after 0.3 s fetching {url}"
-    assert source_row(sqlite_store, "slow").last_error == result.error
+    assert source_row(store, "slow").last_error == result.error
 
 
-def test_conditional_get_and_304(sqlite_store: Store, feed_server: FeedServer, make_settings: Callable[..., Settings]) -> None:
+def test_conditional_get_and_304(store: Store, feed_server: FeedServer, make_settings: Callable[..., Settings]) -> None:
     url = feed_server.serve("/rss", body=rss(TAX), etag='"abc"', headers={"Content-Type": "application/rss+xml", "Last-Modified": "Fri, 27 Nov 2026 01:00:00 GMT"})
     settings = settings_for(make_settings, {"name": "news", "url": url})
-    assert poll(sqlite_store, settings)[0].new == 1
-    row = source_row(sqlite_store, "news")
+    assert poll(store, settings)[0].new == 1
+    row = source_row(store, "news")
     assert (row.etag, row.last_modified) == ('"abc"', "Fri, 27 Nov 2026 01:00:00 GMT")
-    second = poll(sqlite_store, settings)[0]
+    second = poll(store, settings)[0]
     assert second.not_modified and second.error is None
     sent = feed_server.requests[-1][1]
     assert sent["if-none-match"] == '"abc"' and sent["if-modified-since"] == "Fri, 27 Nov 2026 01:00:00 GMT"
-    assert len(items(sqlite_store)) == 1
+    assert len(items(store)) == 1
 
 
-def test_broken_source_does_not_stop_the_others(sqlite_store: Store, feed_server: FeedServer, make_settings: Callable[..., Settings]) -> None:
+def test_broken_source_does_not_stop_the_others(store: Store, feed_server: FeedServer, make_settings: Callable[..., Settings]) -> None:
     bad = feed_server.serve("/down", body=b"oops", status=500, headers={"Content-Type": "text/plain"})
     good = feed_server.serve("/rss", body=rss(TAX))
     settings = settings_for(make_settings, {"name": "down", "url": bad}, {"name": "news", "url": good})
-    down, news = poll(sqlite_store, settings)
+    down, news = poll(store, settings)
     assert down.error == f"HTTP 500 Internal Server Error from {bad}"
     assert news.new == 1 and news.error is None
 
 
-def test_later_failure_loses_nothing_stored(sqlite_store: Store, feed_server: FeedServer, make_settings: Callable[..., Settings]) -> None:
+def test_later_failure_loses_nothing_stored(store: Store, feed_server: FeedServer, make_settings: Callable[..., Settings]) -> None:
     url = feed_server.serve("/rss", body=rss(TAX, LAND))
     settings = settings_for(make_settings, {"name": "news", "url": url})
-    poll(sqlite_store, settings)
+    poll(store, settings)
     feed_server.serve("/rss", body=b"<html>maintenance</html>", status=503, headers={"Content-Type": "text/html"})
-    assert poll(sqlite_store, settings)[0].error
-    assert len(items(sqlite_store)) == 2
-    assert source_row(sqlite_store, "news").last_ok_at is not None
+    assert poll(store, settings)[0].error
+    assert len(items(store)) == 2
+    assert source_row(store, "news").last_ok_at is not None
 
 
-def test_unreachable_host(sqlite_store: Store, make_settings: Callable[..., Settings]) -> None:
-    [result] = poll(sqlite_store, settings_for(make_settings, {"name": "gone", "url": "http://127.0.0.1:9/rss"}))
+def test_unreachable_host(store: Store, make_settings: Callable[..., Settings]) -> None:
+    [result] = poll(store, settings_for(make_settings, {"name": "gone", "url": "http://127.0.0.1:9/rss"}))
     assert result.error and result.error.startswith("cannot fetch http://127.0.0.1:9/rss: ConnectError")
 
 
@@ -196,26 +242,26 @@ def cp1258(text: str) -> bytes:
     return out
 
 
-def test_legacy_vietnamese_encoding_becomes_nfc(sqlite_store: Store, feed_server: FeedServer, make_settings: Callable[..., Settings]) -> None:
+def test_legacy_vietnamese_encoding_becomes_nfc(store: Store, feed_server: FeedServer, make_settings: Callable[..., Settings]) -> None:
     body = rss(rss_item("qng-9", "Thuế và cuộc sống")).replace(b'encoding="utf-8"', b'encoding="windows-1258"')
     legacy = cp1258(body.decode())
     url = feed_server.serve("/rss", body=legacy, headers={"Content-Type": "application/rss+xml; charset=windows-1258"})
-    [result] = poll(sqlite_store, settings_for(make_settings, {"name": "news", "url": url}))
+    [result] = poll(store, settings_for(make_settings, {"name": "news", "url": url}))
     assert result.error is None
-    [item] = items(sqlite_store)
+    [item] = items(store)
     assert item.title == "Thuế và cuộc sống"
     assert unicodedata.is_normalized("NFC", item.title)
 
 
-def test_bundled_samples_over_file_urls(sqlite_store: Store, make_settings: Callable[..., Settings]) -> None:
+def test_bundled_samples_over_file_urls(store: Store, make_settings: Callable[..., Settings]) -> None:
     settings = settings_for(
         make_settings,
         {"name": "vi", "url": (SAMPLES / "portal-vi.rss").as_uri()},
         {"name": "en", "url": (SAMPLES / "portal-en.atom").as_uri(), "language": "en"},
     )
-    vi, en = poll(sqlite_store, settings)
+    vi, en = poll(store, settings)
     assert (vi.new, vi.error, en.new, en.error) == (16, None, 4, None)
-    stored = items(sqlite_store)
+    stored = items(store)
     topics = {t for i in stored for t in i.topics}
     assert topics == {"tax", "business-support", "law", "investment", "procurement", "planning-land", "procedures"}
     assert all(i.topics for i in stored), [i.title for i in stored if not i.topics]
@@ -223,7 +269,7 @@ def test_bundled_samples_over_file_urls(sqlite_store: Store, make_settings: Call
     assert all(unicodedata.is_normalized("NFC", i.title + i.summary) for i in stored)
 
 
-def test_unknown_source_name_is_refused(sqlite_store: Store, make_settings: Callable[..., Settings]) -> None:
+def test_unknown_source_name_is_refused(store: Store, make_settings: Callable[..., Settings]) -> None:
     settings = settings_for(make_settings, {"name": "news", "url": "https://quangngai.gov.vn/rss"})
-    with pytest.raises(KeyError):
-        poll(sqlite_store, settings, "nope")
+    with pytest.raises(UnknownSource, match="unknown source\\(s\\): nope"):
+        poll(store, settings, "nope")
