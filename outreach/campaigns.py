@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from outreach.config import Settings
 from outreach.links import check_destination, new_code, short_url, with_utm
-from outreach.models import Campaign, CampaignStatus, Delivery, Item, Link
+from outreach.models import Campaign, CampaignStatus, Delivery, Item, Link, utcnow
 from outreach.render import CampaignView, ItemView, PostContext, Renderer, local
 
 PREVIEW_CODE = "PREVIEWxx"
@@ -145,7 +145,8 @@ def queue_campaign(session: Session, settings: Settings, renderer: Renderer, cam
     except IntegrityError as exc:
         raise CampaignError(f"campaign {campaign_id} was queued concurrently by someone else: {exc.orig}") from None
     if campaign.status == CampaignStatus.draft:
-        campaign.status = CampaignStatus.scheduled
+        # Until approval and the scheduler land, queueing means "due now".
+        campaign.status, campaign.scheduled_at = CampaignStatus.scheduled, utcnow()
     return created
 
 

@@ -87,3 +87,11 @@ class AuthFailed(ChannelError):
 
 class Rejected(ChannelError):
     """The platform refused this message for good; the reason is kept."""
+
+
+class MaybeSent(ChannelError):
+    """A timeout or 5xx after the request went out: the post may exist already.
+
+    Never retried blindly (a duplicate post on a government page is worse than a
+    late one): the delivery becomes `unknown` unless the channel is idempotent.
+    """

@@ -13,11 +13,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import Select, func, or_, select, update
 
-from outreach.channel import PLATFORM_LIMITS, AuthFailed, Channel, RecipientGone, Rejected, RenderedMessage, Transient
+from outreach.channel import PLATFORM_LIMITS, AuthFailed, Channel, MaybeSent, RecipientGone, Rejected, RenderedMessage, Transient
 from outreach.db import Store
 from outreach.models import FINAL_DELIVERY, Campaign, CampaignStatus, Delivery, DeliveryStatus, utcnow
+from outreach.text import scrub
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 8
@@ -74,13 +75,18 @@ async def send_pending(store: Store, channels: Mapping[str, Channel], now: Calla
     report = SendReport(recovered=recover_interrupted(store, channels, now()))
     due_now = or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= now())
     with store.sessions() as session:
-        query = select(Delivery.id).where(Delivery.status == DeliveryStatus.pending, due_now, Delivery.channel.in_(list(channels)))
-        due = list(session.scalars(query.order_by(Delivery.id).limit(limit)))
+        query = select(Delivery.id, Delivery.channel).where(
+            Delivery.status == DeliveryStatus.pending, due_now, Delivery.channel.in_(list(channels)), Delivery.campaign_id.in_(_sendable_campaigns())
+        )
+        due = list(session.execute(query.order_by(Delivery.id).limit(limit)))
         waiting = select(Delivery.channel, func.count()).where(Delivery.status == DeliveryStatus.pending, Delivery.channel.not_in(list(channels)))
         report.unroutable = {channel: n for channel, n in session.execute(waiting.group_by(Delivery.channel))}
-    for delivery_id in due:
-        message, channel = _claim(store, delivery_id, channels, report, now())
-        if message is None or channel is None:
+    for delivery_id, channel_name in due:
+        if channel_name in report.paused_channels:
+            continue
+        channel = channels[channel_name]
+        message = _claim(store, delivery_id, channel, now())
+        if message is None:
             continue
         outcome = await _attempt(channel, message)
         if outcome.pause_channel:
@@ -113,26 +119,34 @@ async def _attempt(channel: Channel, message: RenderedMessage) -> Outcome:
         return Outcome(DeliveryStatus.skipped, str(exc))
     except Rejected as exc:
         return Outcome(DeliveryStatus.failed, str(exc))
-    except Exception as exc:  # an adapter bug: we cannot know whether it went out
+    except MaybeSent as exc:
+        return Outcome(DeliveryStatus.pending if channel.idempotent else DeliveryStatus.unknown, str(exc))
+    except Exception as exc:  # an adapter bug: we cannot know whether it went out either
         log.exception("delivery %s: unexpected error from %s", message.delivery_id, channel.name)
         status = DeliveryStatus.pending if channel.idempotent else DeliveryStatus.unknown
         return Outcome(status, f"{type(exc).__name__}: {exc}")
     return Outcome(DeliveryStatus.sent, platform_id=sent.platform_id)
 
 
-def _claim(store: Store, delivery_id: int, channels: Mapping[str, Channel], report: SendReport, now: datetime) -> tuple[RenderedMessage | None, Channel | None]:
-    """Mark one delivery `sending` (committed) and build its message."""
+def _claim(store: Store, delivery_id: int, channel: Channel, now: datetime) -> RenderedMessage | None:
+    """Mark one delivery `sending` (committed) and build its message.
+
+    The conditional UPDATE is the lock: of two dispatchers that read the same
+    pending row, only one changes it; the other gets None and moves on.
+    """
     with store.sessions.begin() as session:
+        claimed = session.execute(
+            update(Delivery)
+            .where(Delivery.id == delivery_id, Delivery.status == DeliveryStatus.pending, Delivery.campaign_id.in_(_sendable_campaigns()))
+            .values(status=DeliveryStatus.sending, claimed_at=now, attempts=Delivery.attempts + 1, transport=channel.name)
+        )
+        if claimed.rowcount != 1:  # type: ignore[attr-defined]
+            return None
         delivery = session.get_one(Delivery, delivery_id)
-        channel = channels.get(delivery.channel)
-        if channel is None or delivery.channel in report.paused_channels or delivery.status != DeliveryStatus.pending:
-            return None, None
-        delivery.status, delivery.claimed_at = DeliveryStatus.sending, now
-        delivery.attempts += 1
-        delivery.transport = channel.name
-        if delivery.campaign.status in (CampaignStatus.scheduled, CampaignStatus.approved):
-            delivery.campaign.status = CampaignStatus.sending
-        message = RenderedMessage(
+        session.execute(
+            update(Campaign).where(Campaign.id == delivery.campaign_id, Campaign.status == CampaignStatus.scheduled).values(status=CampaignStatus.sending)
+        )
+        return RenderedMessage(
             delivery_id=delivery.id,
             campaign_id=delivery.campaign_id,
             channel=delivery.channel,
@@ -143,14 +157,18 @@ def _claim(store: Store, delivery_id: int, channels: Mapping[str, Channel], repo
             link_code=delivery.link_code,
             destination=delivery.link.destination if delivery.link else None,
         )
-    return message, channel
+
+
+def _sendable_campaigns() -> Select[tuple[int]]:
+    """Campaigns whose deliveries may go out: queued and not cancelled."""
+    return select(Campaign.id).where(Campaign.status.in_([CampaignStatus.scheduled, CampaignStatus.sending]))
 
 
 def _finish(store: Store, delivery_id: int, outcome: Outcome, now: datetime, report: SendReport) -> None:
     """Record the outcome of one send attempt and count it in the report."""
     with store.sessions.begin() as session:
         delivery = session.get_one(Delivery, delivery_id)
-        delivery.status, delivery.last_error = outcome.status, outcome.error
+        delivery.status, delivery.last_error = outcome.status, scrub(outcome.error) if outcome.error else None
         if outcome.status == DeliveryStatus.sent:
             delivery.platform_id, delivery.sent_at = outcome.platform_id, now
         elif outcome.pause_channel:

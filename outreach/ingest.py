@@ -20,12 +20,11 @@ from outreach.db import Store, insert_ignoring_conflicts
 from outreach.feeds import Entry, parse_feed
 from outreach.fetch import Fetched, Fetcher, FetchError
 from outreach.models import Item, Source, utcnow
-from outreach.text import fold
+from outreach.text import fold, scrub
 from outreach.topics import TopicMatcher
 
 log = logging.getLogger(__name__)
 _GUID_BATCH = 500
-MAX_ERROR = 500
 
 
 @dataclass(frozen=True)
@@ -110,7 +109,7 @@ def _poll_one(run: _Polling, spec: config.Source) -> PollResult:
         return PollResult(spec.name, error=str(exc))
     except Exception as exc:  # one source's bug must not stop the others
         log.exception("polling %s failed", spec.name)
-        message = f"{type(exc).__name__}: {exc}"[:MAX_ERROR]  # a database error quotes whole statements
+        message = scrub(f"{type(exc).__name__}: {exc}")  # a database error quotes whole statements
         _record(store, source_id, started, message, None)
         return PollResult(spec.name, error=message)
 

@@ -63,3 +63,19 @@ def html_to_text(fragment: str) -> str:
     parser.feed(fragment)
     parser.close()
     return nfc(squash("".join(parser.parts)))
+
+
+# Tokens that can hide in error texts: Telegram puts the bot token in its URLs,
+# the Graph API takes access_token as a query parameter.
+_SECRET_PATTERNS = (
+    re.compile(r"(?<!\d)\d{5,16}:[A-Za-z0-9_-]{30,}"),
+    re.compile(r"(access_token=)[^&\s\"']+"),
+)
+MAX_ERROR = 500
+
+
+def scrub(text: str) -> str:
+    """An error text fit to store and show: tokens masked, length bounded."""
+    for pattern in _SECRET_PATTERNS:
+        text = pattern.sub(lambda m: (m.group(1) if m.groups() else "") + "***", text)
+    return text[:MAX_ERROR]

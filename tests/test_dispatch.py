@@ -224,6 +224,33 @@ def test_deliveries_for_a_disabled_channel_wait_and_are_reported(sqlite_store: S
     assert delivery_of(sqlite_store, "facebook").status == DeliveryStatus.pending
 
 
+def test_only_one_of_two_dispatchers_claims_a_delivery(store: Store, make_settings: Callable[..., Settings]) -> None:
+    from outreach.dispatch import _claim
+
+    settings = make_settings()
+    make_campaign(store, settings)
+    target = delivery_of(store, "facebook")
+    first = _claim(store, target.id, FakeChannel("facebook"), NOW)
+    second = _claim(store, target.id, FakeChannel("facebook"), NOW)
+    assert first is not None and first.delivery_id == target.id
+    assert second is None
+    after = delivery_of(store, "facebook")
+    assert (after.status, after.attempts, after.claimed_at) == (DeliveryStatus.sending, 1, NOW)
+
+
+def test_a_cancelled_campaign_sends_nothing(sqlite_store: Store, make_settings: Callable[..., Settings]) -> None:
+    settings = make_settings()
+    campaign_id = make_campaign(sqlite_store, settings)
+    with sqlite_store.sessions.begin() as session:
+        session.get_one(Campaign, campaign_id).status = CampaignStatus.cancelled
+    facebook = FakeChannel("facebook")
+
+    report = send(sqlite_store, {"facebook": facebook, "telegram_channel": FakeChannel("telegram_channel")})
+
+    assert facebook.calls == [] and report.sent == 0
+    assert {d.status for d in deliveries(sqlite_store)} == {DeliveryStatus.pending}
+
+
 # --- errors from channels ----------------------------------------------------
 
 
@@ -339,3 +366,32 @@ def test_unexpected_error_is_ambiguous_unless_the_channel_is_idempotent(
     assert after.last_error == "RuntimeError: connection reset after upload"
     send(sqlite_store, {"facebook": facebook, "telegram_channel": FakeChannel("telegram_channel")}, now=NOW + timedelta(hours=1))
     assert len(facebook.calls) == (2 if idempotent else 1)  # only a channel that cannot duplicate is tried again
+
+
+def test_maybe_sent_is_never_retried_blindly(sqlite_store: Store, make_settings: Callable[..., Settings]) -> None:
+    from outreach.channel import MaybeSent
+
+    settings = make_settings()
+    make_campaign(sqlite_store, settings)
+    facebook = FakeChannel("facebook", errors=[MaybeSent("timed out after the request was sent")])
+
+    report = send(sqlite_store, {"facebook": facebook, "telegram_channel": FakeChannel("telegram_channel")})
+
+    assert report.unknown == 1
+    assert delivery_of(sqlite_store, "facebook").status == DeliveryStatus.unknown
+    assert send(sqlite_store, {"facebook": facebook}).sent == 0
+    assert len(facebook.calls) == 1
+
+
+def test_tokens_never_reach_the_stored_error(sqlite_store: Store, make_settings: Callable[..., Settings]) -> None:
+    settings = make_settings()
+    make_campaign(sqlite_store, settings)
+    token = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw_"
+    leak = Transient(f"POST https://api.telegram.org/bot{token}/sendMessage failed; graph ?access_token=EAAB123secret&x=1")
+    telegram = FakeChannel("telegram_channel", errors=[leak])
+
+    send(sqlite_store, {"telegram_channel": telegram})
+
+    error = delivery_of(sqlite_store, "telegram_channel").last_error or ""
+    assert token not in error and "EAAB123secret" not in error
+    assert "bot***/sendMessage" in error and "access_token=***&x=1" in error
