@@ -1,6 +1,7 @@
 """The outbox: each message written as a file, for review or when no token is set.
 
-One file per delivery (`<channel>/<delivery id>.txt`): a JSON header line, a
+One file per delivery (`<channel>/c<campaign>-d<delivery>-<link code>.txt`; the
+random code keeps two databases sharing a folder apart): a JSON header line, a
 blank line, then the text exactly as the platform would get it. Writing the same
 delivery again replaces its file, so a retry never makes a second copy.
 """
@@ -27,7 +28,7 @@ class OutboxChannel:
 
     def path_for(self, message: RenderedMessage) -> Path:
         """Where a delivery's file goes."""
-        return self.folder / message.channel / f"{message.delivery_id:06d}.txt"
+        return self.folder / message.channel / f"c{message.campaign_id}-d{message.delivery_id}-{message.link_code or 'nolink'}.txt"
 
     async def send(self, message: RenderedMessage) -> Sent:
         """Write the message file atomically (a reader never sees half of it)."""

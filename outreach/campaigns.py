@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from outreach.config import Settings
 from outreach.links import check_destination, new_code, short_url, with_utm
 from outreach.models import Campaign, CampaignStatus, Delivery, Item, Link, utcnow
-from outreach.render import CampaignView, ItemView, PostContext, Renderer, local
+from outreach.render import CampaignView, ItemView, PostContext, Renderer
 
 PREVIEW_CODE = "PREVIEWxx"
 
@@ -88,7 +88,7 @@ def _context(settings: Settings, renderer: Renderer, campaign: Campaign, link: s
         summary=item.summary,
         url=item.url,
         image_url=item.image_url,
-        published=local(item.published_at, settings.zone),
+        published=item.published_at.astimezone(settings.zone),
         language=item.language,
     )
     return PostContext(

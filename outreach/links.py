@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import secrets
 import string
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 CODE_ALPHABET = string.ascii_letters + string.digits
 CODE_LENGTH = 10  # 62**10 ≈ 8e17: not guessable, still short to read aloud
@@ -47,8 +47,12 @@ def check_destination(url: str, allowed_domains: list[str]) -> None:
 
 
 def with_utm(url: str, source: str, medium: str, campaign: str) -> str:
-    """The URL with UTM parameters set; its other query parameters and fragment kept."""
+    """The URL with UTM parameters set; the rest of its query kept byte for byte.
+
+    Parameters are filtered as text rather than parsed and re-encoded, so the
+    portal's own query (`%20`, bare flags) reaches it exactly as it wrote it.
+    """
     parts = urlsplit(url)
     utm = {"utm_source": source, "utm_medium": medium, "utm_campaign": campaign}
-    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in utm]
-    return urlunsplit(parts._replace(query=urlencode(query + list(utm.items()))))
+    kept = [p for p in parts.query.split("&") if p and p.split("=", 1)[0] not in utm]
+    return urlunsplit(parts._replace(query="&".join([*kept, urlencode(utm)])))

@@ -15,7 +15,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import jinja2
 
@@ -78,13 +77,23 @@ def visible_length(text: str, markup: str) -> int:
     return len(text.encode("utf-16-le")) // 2
 
 
+MIN_CUT = 20  # a cut that keeps fewer characters than this says nothing
+
+
 def shorten(text: str, width: int) -> str:
-    """Cut at a word boundary to at most `width` characters, marking the cut."""
+    """Cut at a word boundary to at most `width` characters, marking the cut.
+
+    A first word longer than the room (a bare URL, a run of emoji) is cut inside;
+    when too little would remain, the text is dropped rather than left as "…".
+    """
     if len(text) <= width:
         return text
-    if width <= len(ELLIPSIS) + 1:
+    if width < MIN_CUT:
         return ""
-    return textwrap.shorten(text, width=width, placeholder=ELLIPSIS)
+    cut = textwrap.shorten(text, width=width, placeholder=ELLIPSIS)
+    if cut == ELLIPSIS.strip():
+        cut = text[: width - len(ELLIPSIS)].rstrip() + ELLIPSIS
+    return cut
 
 
 class Renderer:
@@ -158,6 +167,3 @@ def _fit(draw: Callable[[ItemView], str], item: ItemView, limits: ChannelLimits,
     return text
 
 
-def local(when: datetime, zone: ZoneInfo) -> datetime:
-    """A stored UTC time as people in the install's zone read it."""
-    return when.astimezone(zone)

@@ -106,10 +106,10 @@ def test_send_pending_writes_one_outbox_file_per_delivery(store: Store, make_set
     assert (report.sent, report.failed, report.retrying, report.unknown, report.recovered) == (2, 0, 0, 0, 0)
     outbox = settings.schedule.channels.outbox.dir
     sent = deliveries(store)
-    assert sorted(outbox_files(outbox)) == sorted(outbox / d.channel / f"{d.id:06d}.txt" for d in sent)
+    assert sorted(outbox_files(outbox)) == sorted(outbox / d.channel / f"c{d.campaign_id}-d{d.id}-{d.link_code}.txt" for d in sent)
     with store.sessions() as session:
         for delivery in sent:
-            header, text = read_outbox_file(outbox / delivery.channel / f"{delivery.id:06d}.txt")
+            header, text = read_outbox_file(outbox / delivery.channel / f"c{delivery.campaign_id}-d{delivery.id}-{delivery.link_code}.txt")
             link = session.get_one(Delivery, delivery.id).link
             assert link is not None
             assert header["channel"] == delivery.channel
@@ -120,7 +120,7 @@ def test_send_pending_writes_one_outbox_file_per_delivery(store: Store, make_set
             assert header["link"] == {"code": delivery.link_code, "destination": link.destination}
             assert text == delivery.text
             assert delivery.status == DeliveryStatus.sent
-            assert delivery.platform_id == f"outbox:{delivery.channel}/{delivery.id:06d}.txt"
+            assert delivery.platform_id == f"outbox:{delivery.channel}/c{delivery.campaign_id}-d{delivery.id}-{delivery.link_code}.txt"
             assert delivery.transport == "outbox"
             assert delivery.attempts == 1
             assert delivery.sent_at == NOW
@@ -158,7 +158,7 @@ def test_interrupted_outbox_delivery_is_sent_once(store: Store, make_settings: C
     after = delivery_of(store, "facebook")
     assert (after.status, after.attempts) == (DeliveryStatus.sent, 2)
     files = outbox_files(settings.schedule.channels.outbox.dir)
-    assert [p.name for p in files if p.parent.name == "facebook"] == [f"{stuck.id:06d}.txt"]
+    assert [p.name for p in files if p.parent.name == "facebook"] == [f"c{stuck.campaign_id}-d{stuck.id}-{stuck.link_code}.txt"]
     assert campaign_status(store, campaign_id) == CampaignStatus.done
 
 

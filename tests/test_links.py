@@ -94,3 +94,8 @@ def test_refusal_is_a_value_error_naming_the_host() -> None:
 def test_check_destination_refuses_a_backslash_lookalike() -> None:
     with pytest.raises(DestinationNotAllowed):
         check_destination("https://evil.com\\.quangngai.gov.vn/", ALLOWED)
+
+
+def test_with_utm_keeps_the_portals_query_byte_for_byte() -> None:
+    url = with_utm("https://quangngai.gov.vn/tim-kiem?q=thu%E1%BA%BF%20m%E1%BB%9Bi&flag&utm_medium=old#top", "facebook", "social", "outreach-3")
+    assert url == "https://quangngai.gov.vn/tim-kiem?q=thu%E1%BA%BF%20m%E1%BB%9Bi&flag&utm_source=facebook&utm_medium=social&utm_campaign=outreach-3#top"

@@ -192,3 +192,14 @@ def test_template_syntax_error_names_file_and_line(make_settings: Callable[..., 
     renderer = Renderer(make_settings().schedule, override_dir=tmp_path / "tpl")
     with pytest.raises(RenderError, match=r"post\.vi\.j2:2:"):
         renderer.render("facebook", "post", context(item()))
+
+
+def test_shorten_cuts_inside_a_first_word_too_long_or_drops_the_text() -> None:
+    from outreach.render import shorten
+
+    url = "https://quangngai.gov.vn/" + "a" * 200
+    cut = shorten(url, 60)
+    assert cut.endswith(" …") and len(cut) <= 60 and cut.startswith("https://quangngai.gov.vn/aaa")
+    assert shorten(url, 10) == ""
+    assert shorten("Hạn nộp tờ khai thuế tháng 10", 200) == "Hạn nộp tờ khai thuế tháng 10"
+    assert shorten("Hạn nộp tờ khai thuế giá trị gia tăng tháng 10", 30) == "Hạn nộp tờ khai thuế giá trị …"
