@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
     from outreach.config import Settings
     from outreach.db import Store
+    from outreach.render import Renderer
 
 
 class Context:
@@ -30,6 +31,7 @@ class Context:
 
     @property
     def settings(self) -> Settings:
+        """The validated settings (a ConfigError ends the command with status 2)."""
         if self._settings is None:
             from outreach.config import load_settings
 
@@ -37,10 +39,23 @@ class Context:
         return self._settings
 
     def store(self) -> Store:
-        """The database, migrated to the newest schema."""
-        from outreach.db import Store
+        """The database, migrated to the newest schema; use it in a `with` block."""
+        from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
-        return Store.open(self.settings.database_url)
+        from outreach.config import ConfigError
+        from outreach.db import Store, safe_url
+
+        url = self.settings.database_url
+        try:
+            return Store.open(url)
+        except (ArgumentError, NoSuchModuleError) as exc:
+            raise ConfigError([f"--db / OUTREACH_DATABASE_URL: cannot use {safe_url(url)}: {exc}"]) from None
+
+    def renderer(self) -> Renderer:
+        """Templates: the user's folder first, then the built-in ones."""
+        from outreach.render import Renderer
+
+        return Renderer(self.settings.schedule, self.settings.templates_dir)
 
 
 def console() -> Console:
@@ -53,9 +68,13 @@ class OutreachGroup(click.Group):
     """Turns the project's own errors into a clear message and an exit status."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        from sqlalchemy.exc import OperationalError
+
         from outreach.campaigns import CampaignError
         from outreach.config import ConfigError
+        from outreach.ingest import UnknownSource
         from outreach.render import RenderError
+        from outreach.text import scrub
 
         try:
             return super().invoke(ctx)
@@ -63,8 +82,14 @@ class OutreachGroup(click.Group):
             for problem in exc.problems:
                 click.echo(f"config error: {problem}", err=True)
             ctx.exit(2)
+        except UnknownSource as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(2)
         except (CampaignError, RenderError) as exc:
             click.echo(f"error: {exc}", err=True)
+            ctx.exit(1)
+        except OperationalError as exc:
+            click.echo(f"error: database unavailable: {scrub(str(exc.orig)).splitlines()[0]}", err=True)
             ctx.exit(1)
 
 
@@ -73,7 +98,7 @@ pass_ctx = click.make_pass_decorator(Context)
 
 @click.group(cls=OutreachGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", "config", envvar="OUTREACH_CONFIG", default="schedules.yaml", show_default=True, type=click.Path(dir_okay=False, path_type=Path), help="Config file (env OUTREACH_CONFIG).")
-@click.option("--db", envvar="OUTREACH_DATABASE_URL", help="Database URL (env OUTREACH_DATABASE_URL) [default: sqlite:///outreach.db].")
+@click.option("--db", help="Database URL [default: OUTREACH_DATABASE_URL from the environment or .env, else sqlite:///outreach.db].")
 @click.option("--templates", envvar="OUTREACH_TEMPLATES", type=click.Path(file_okay=False, path_type=Path), help="Folder of templates that override the built-in ones.")
 @click.version_option(package_name="outreach")
 @click.pass_context
@@ -86,15 +111,20 @@ def main(ctx: click.Context, config: Path, db: str | None, templates: Path | Non
     ctx.obj = Context(config, db, templates)
 
 
+def _local(obj: Context, when: Any) -> str:
+    """A stored UTC time as people here read it."""
+    return when.astimezone(obj.settings.zone).strftime("%Y-%m-%d %H:%M") if when else "never"
+
+
 @main.command()
 @pass_ctx
 def init(obj: Context) -> None:
     """Create or upgrade the database schema."""
-    from outreach.db import current_revision
+    from outreach.db import current_revision, safe_url
 
-    store = obj.store()
-    click.echo(f"database {obj.settings.database_url} is at schema revision {current_revision(store.engine)}")
-    store.close()
+    with obj.store() as store:
+        revision = current_revision(store.engine)
+    click.echo(f"database {safe_url(obj.settings.database_url)} is at schema revision {revision}")
 
 
 @main.group()
@@ -129,12 +159,8 @@ def sources_poll(obj: Context, names: tuple[str, ...]) -> None:
 
     from outreach.ingest import poll_sources
 
-    unknown = [n for n in names if n not in {s.name for s in obj.settings.schedule.sources}]
-    if unknown:
-        raise click.BadParameter(f"unknown source(s): {', '.join(unknown)}", param_hint="NAMES")
-    store = obj.store()
-    results = poll_sources(store, obj.settings.schedule, names)
-    store.close()
+    with obj.store() as store:
+        results = poll_sources(store, obj.settings.schedule, names)
     table = Table("source", "new", "in feed", "status")
     for r in results:
         status = "not modified" if r.not_modified else (f"[red]{r.error}[/red]" if r.error else "ok")
@@ -149,19 +175,15 @@ def sources_poll(obj: Context, names: tuple[str, ...]) -> None:
 def sources_list(obj: Context) -> None:
     """Configured sources and the outcome of their last poll."""
     from rich.table import Table
-    from sqlalchemy import select
 
-    from outreach.models import Source
+    from outreach.items import sources_by_name
 
-    store = obj.store()
-    with store.sessions() as session:
-        rows = {s.name: s for s in session.scalars(select(Source))}
-    store.close()
+    with obj.store() as store, store.sessions() as session:
+        rows = sources_by_name(session)
     table = Table("source", "language", "every", "last poll", "last error", "url")
     for spec in obj.settings.schedule.sources:
         row = rows.get(spec.name)
-        polled = row.last_polled_at.astimezone(obj.settings.zone).strftime("%Y-%m-%d %H:%M") if row and row.last_polled_at else "never"
-        table.add_row(spec.name, spec.language, f"{spec.poll_minutes} min", polled, (row.last_error if row else None) or "", spec.url)
+        table.add_row(spec.name, spec.language, f"{spec.poll_minutes} min", _local(obj, row and row.last_polled_at), (row and row.last_error) or "", spec.url)
     console().print(table)
 
 
@@ -177,19 +199,14 @@ def items() -> None:
 def items_list(obj: Context, topic: str | None, limit: int) -> None:
     """Newest items first, with their ids for `campaign create --item`."""
     from rich.table import Table
-    from sqlalchemy import select
 
-    from outreach.models import Item
+    from outreach.items import recent_items
 
-    store = obj.store()
-    with store.sessions() as session:
-        found = list(session.scalars(select(Item).order_by(Item.published_at.desc(), Item.id.desc()).limit(None if topic else limit)))
-    store.close()
-    if topic:
-        found = [i for i in found if topic in i.topics][:limit]
+    with obj.store() as store, store.sessions() as session:
+        found = recent_items(session, topic, limit)
     table = Table("id", "published", "lang", "topics", "title")
     for item in found:
-        table.add_row(str(item.id), item.published_at.astimezone(obj.settings.zone).strftime("%Y-%m-%d %H:%M"), item.language, ", ".join(item.topics), item.title)
+        table.add_row(str(item.id), _local(obj, item.published_at), item.language, ", ".join(item.topics), item.title)
     console().print(table)
 
 
@@ -203,21 +220,20 @@ def campaign() -> None:
 @click.option("--channels", default="", help="Comma-separated channels [default: all enabled].")
 @click.option("--template", help="Template name [default: the channel's, usually `post`].")
 @click.option("--queue", is_flag=True, help="Queue it at once: render and create its deliveries.")
+@click.option("--force", is_flag=True, help="Announce an item again on a channel it was announced on.")
 @pass_ctx
-def campaign_create(obj: Context, item_id: int, channels: str, template: str | None, queue: bool) -> None:
+def campaign_create(obj: Context, item_id: int, channels: str, template: str | None, queue: bool, force: bool) -> None:
     """Create a draft campaign for one item."""
     from outreach.campaigns import create_campaign, queue_campaign
-    from outreach.render import Renderer
 
-    store = obj.store()
-    with store.sessions.begin() as session:
-        chosen = [c.strip() for c in channels.split(",") if c.strip()]
-        created = create_campaign(session, obj.settings, item_id, getpass.getuser(), chosen, template)
-        click.echo(f"campaign {created.id} created ({created.status.value}): {created.title}")
-        if queue:
-            deliveries = queue_campaign(session, obj.settings, Renderer(obj.settings.schedule, obj.settings.templates_dir), created.id)
-            click.echo(f"campaign {created.id} queued: {len(deliveries)} deliveries")
-    store.close()
+    chosen = [c.strip() for c in channels.split(",") if c.strip()]
+    with obj.store() as store, store.sessions.begin() as session:
+        created = create_campaign(session, obj.settings, item_id, getpass.getuser(), chosen, template, force)
+        queued = queue_campaign(session, obj.settings, obj.renderer(), created.id) if queue else []
+    # Printed after the commit: a failed --queue rolls the campaign back too.
+    click.echo(f"campaign {created.id} created ({created.status.value}): {created.title}")
+    if queue:
+        click.echo(f"campaign {created.id} queued: {len(queued)} deliveries")
 
 
 @campaign.command("queue")
@@ -226,12 +242,9 @@ def campaign_create(obj: Context, item_id: int, channels: str, template: str | N
 def campaign_queue(obj: Context, campaign_id: int) -> None:
     """Render a campaign and create one pending delivery per target."""
     from outreach.campaigns import queue_campaign
-    from outreach.render import Renderer
 
-    store = obj.store()
-    with store.sessions.begin() as session:
-        deliveries = queue_campaign(session, obj.settings, Renderer(obj.settings.schedule, obj.settings.templates_dir), campaign_id)
-    store.close()
+    with obj.store() as store, store.sessions.begin() as session:
+        deliveries = queue_campaign(session, obj.settings, obj.renderer(), campaign_id)
     click.echo(f"campaign {campaign_id}: {len(deliveries)} new deliveries queued")
 
 
@@ -242,17 +255,10 @@ def campaign_preview(obj: Context, campaign_id: int) -> None:
     """Show the text each channel would get."""
     from rich.panel import Panel
 
-    from outreach.campaigns import CampaignError, preview_campaign
-    from outreach.models import Campaign
-    from outreach.render import Renderer
+    from outreach.campaigns import get_campaign, preview_campaign
 
-    store = obj.store()
-    with store.sessions() as session:
-        found = session.get(Campaign, campaign_id)
-        if found is None:
-            raise CampaignError(f"no campaign with id {campaign_id}")
-        previews = preview_campaign(obj.settings, Renderer(obj.settings.schedule, obj.settings.templates_dir), found)
-    store.close()
+    with obj.store() as store, store.sessions() as session:
+        previews = preview_campaign(obj.settings, obj.renderer(), get_campaign(session, campaign_id))
     out = console()
     for preview in previews:
         out.print(Panel(preview.text, title=f"{preview.channel} → {', '.join(preview.targets) or 'no target'}", expand=False), markup=False)
@@ -267,10 +273,8 @@ def campaign_list(obj: Context, limit: int) -> None:
 
     from outreach.campaigns import list_campaigns
 
-    store = obj.store()
-    with store.sessions() as session:
+    with obj.store() as store, store.sessions() as session:
         found = list_campaigns(session, limit)
-    store.close()
     table = Table("id", "status", "channels", "lang", "created by", "title")
     for c in found:
         table.add_row(str(c.id), c.status.value, ", ".join(c.channels), c.language, c.created_by, c.title)
@@ -287,9 +291,12 @@ def send(obj: Context, limit: int | None) -> None:
     from channels import build_channels
     from outreach.dispatch import send_pending
 
-    store = obj.store()
-    report = asyncio.run(send_pending(store, build_channels(obj.settings), limit=limit))
-    store.close()
+    channels = build_channels(obj.settings)
+    for name, transport in channels.items():
+        if transport.name != name:
+            click.echo(f"channel {name}: no token set, writing to the {transport.name} instead", err=True)
+    with obj.store() as store:
+        report = asyncio.run(send_pending(store, channels, limit=limit))
     click.echo(
         f"sent {report.sent}, retrying {report.retrying}, failed {report.failed}, skipped {report.skipped}, "
         f"unknown {report.unknown}" + (f", recovered {report.recovered} interrupted" if report.recovered else "")
@@ -314,20 +321,19 @@ def tracker(obj: Context, host: str, port: int) -> None:
     salt = obj.settings.secrets.click_salt
     if salt is None:
         click.echo("note: OUTREACH_CLICK_SALT is not set; unique-visitor counts start afresh with each restart", err=True)
-    serve(create_app(obj.store(), salt.get_secret_value().encode() if salt else None), host, port)
+    with obj.store() as store:
+        serve(create_app(store, salt.get_secret_value().encode() if salt else None), host, port)
 
 
 @main.command()
 @pass_ctx
 def report(obj: Context) -> None:
     """Deliveries and clicks per channel and per campaign."""
-    from outreach.reports import build_report
     from outreach.report_view import print_report
+    from outreach.reports import build_report
 
-    store = obj.store()
-    with store.sessions() as session:
+    with obj.store() as store, store.sessions() as session:
         built = build_report(session)
-    store.close()
     print_report(console(), built)
 
 

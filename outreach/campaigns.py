@@ -36,9 +36,19 @@ class Preview:
 
 
 def create_campaign(
-    session: Session, settings: Settings, item_id: int, created_by: str, channels: Sequence[str] = (), template: str | None = None
+    session: Session,
+    settings: Settings,
+    item_id: int,
+    created_by: str,
+    channels: Sequence[str] = (),
+    template: str | None = None,
+    force: bool = False,
 ) -> Campaign:
-    """A draft campaign announcing one item on the given (default: all enabled) channels."""
+    """A draft campaign announcing one item on the given (default: all enabled) channels.
+
+    An item already announced on a channel is refused unless `force`: the same
+    news twice on a government page looks like a mistake, because it usually is.
+    """
     item = session.get(Item, item_id)
     if item is None:
         raise CampaignError(f"no item with id {item_id} (see `outreach items list`)")
@@ -53,6 +63,11 @@ def create_campaign(
         check_destination(item.url, settings.schedule.tracker.allowed_domains)
     except ValueError as exc:
         raise CampaignError(f"item {item_id}: {exc}") from None
+    for channel in chosen:
+        if not _targets(settings, item.language, channel):
+            raise CampaignError(f"channel {channel} has no target taking language {item.language!r} in {settings.config_path}")
+    if not force:
+        _refuse_repeat(session, item, chosen)
     campaign = Campaign(
         item_id=item.id,
         title=item.title,
@@ -66,12 +81,23 @@ def create_campaign(
     return campaign
 
 
-def _targets(settings: Settings, campaign: Campaign, channel: str) -> list[str]:
-    """Targets of a channel that take the campaign's language."""
+def _refuse_repeat(session: Session, item: Item, channels: list[str]) -> None:
+    earlier = session.scalars(select(Campaign).where(Campaign.item_id == item.id, Campaign.status != CampaignStatus.cancelled))
+    for campaign in earlier:
+        overlap = [c for c in channels if c in campaign.channels]
+        if overlap:
+            raise CampaignError(
+                f"item {item.id} already has campaign {campaign.id} ({campaign.status.value}) on {', '.join(overlap)}; "
+                "use --force to announce it again"
+            )
+
+
+def _targets(settings: Settings, language: str, channel: str) -> list[str]:
+    """Targets of a channel that take a language."""
     configured = settings.schedule.channels.enabled().get(channel)
     if configured is None:
         return []
-    return [t.id for t in configured.targets if campaign.language in t.languages]
+    return [t.id for t in configured.targets if language in t.languages]
 
 
 def _template(settings: Settings, campaign: Campaign, channel: str) -> str:
@@ -100,12 +126,20 @@ def _context(settings: Settings, renderer: Renderer, campaign: Campaign, link: s
     )
 
 
+def get_campaign(session: Session, campaign_id: int) -> Campaign:
+    """The campaign with this id, or a CampaignError saying there is none."""
+    campaign = session.get(Campaign, campaign_id)
+    if campaign is None:
+        raise CampaignError(f"no campaign with id {campaign_id} (see `outreach campaign list`)")
+    return campaign
+
+
 def preview_campaign(settings: Settings, renderer: Renderer, campaign: Campaign) -> list[Preview]:
     """Each channel's text as it would be queued, with a placeholder link code."""
     link = short_url(settings.schedule.tracker.public_url, PREVIEW_CODE)
     context = _context(settings, renderer, campaign, link)
     return [
-        Preview(channel, _targets(settings, campaign, channel), renderer.render(channel, _template(settings, campaign, channel), context))
+        Preview(channel, _targets(settings, campaign.language, channel), renderer.render(channel, _template(settings, campaign, channel), context))
         for channel in campaign.channels
     ]
 
@@ -116,18 +150,17 @@ def queue_campaign(session: Session, settings: Settings, renderer: Renderer, cam
     Running it again adds only what is missing; the unique key on
     (campaign, channel, target) is the final guard against a second copy.
     """
-    campaign = session.get(Campaign, campaign_id)
-    if campaign is None:
-        raise CampaignError(f"no campaign with id {campaign_id}")
+    campaign = get_campaign(session, campaign_id)
     if campaign.status in (CampaignStatus.cancelled, CampaignStatus.done, CampaignStatus.done_with_errors):
         raise CampaignError(f"campaign {campaign_id} is {campaign.status.value}: nothing to queue")
     item = campaign.item
-    assert item is not None
+    if item is None:  # pragma: no cover - staff messages and digests come later
+        raise CampaignError(f"campaign {campaign.id} has no item")
     tracker = settings.schedule.tracker
     existing = {(channel, target) for channel, target in session.execute(select(Delivery.channel, Delivery.target).where(Delivery.campaign_id == campaign.id))}
     created: list[Delivery] = []
     for channel in campaign.channels:
-        targets = _targets(settings, campaign, channel)
+        targets = _targets(settings, campaign.language, channel)
         if not targets:
             raise CampaignError(f"channel {channel} has no target taking language {campaign.language!r}")
         for target in targets:

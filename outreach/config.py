@@ -299,12 +299,22 @@ def load_settings(
     templates_dir: Path | None = None,
     env: Mapping[str, str | None] | None = None,
 ) -> Settings:
-    """Build the one Settings object from the config file and the environment."""
+    """Build the one Settings object from the config file and the environment.
+
+    The database URL comes from the argument, else OUTREACH_DATABASE_URL in the
+    environment or `.env` (where a password belongs), else the SQLite default.
+    """
     env = environment() if env is None else env
+    schedule = load_schedule(config_path)
+    outbox = schedule.channels.outbox
+    if not outbox.dir.is_absolute():
+        # Relative to the config file, so cron and a shell in another folder agree.
+        channels = schedule.channels.model_copy(update={"outbox": outbox.model_copy(update={"dir": config_path.parent / outbox.dir})})
+        schedule = schedule.model_copy(update={"channels": channels})
     return Settings(
-        schedule=load_schedule(config_path),
+        schedule=schedule,
         config_path=config_path,
-        database_url=database_url or DEFAULT_DATABASE_URL,
+        database_url=database_url or env.get("OUTREACH_DATABASE_URL") or DEFAULT_DATABASE_URL,
         secrets=Secrets.from_env(env),
         templates_dir=templates_dir,
     )

@@ -93,6 +93,20 @@ class Store:
         """Release pooled connections (SQLite files stay locked otherwise on some OSes)."""
         self.engine.dispose()
 
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+def safe_url(url: str) -> str:
+    """A database URL fit to print: the password masked."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL at all: show nothing of it
+        return "(unparsable database URL)"
+
 
 def insert_ignoring_conflicts(session: Session, model: type[Any], rows: list[dict[str, Any]], keys: list[str]) -> None:
     """Bulk insert that silently keeps the row already there on a unique-key clash."""

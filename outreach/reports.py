@@ -20,6 +20,8 @@ class Counts:
 
     deliveries: dict[DeliveryStatus, int] = field(default_factory=dict)
     clicks: dict[ClickKind, int] = field(default_factory=dict)
+    # How deliveries went out: the platform itself, or the outbox standing in.
+    transports: set[str] = field(default_factory=set)
 
     @property
     def sent(self) -> int:
@@ -41,7 +43,8 @@ class Counts:
         return self.clicks.get(ClickKind.human, 0)
 
     @property
-    def previews(self) -> int:
+    def crawlers(self) -> int:
+        """Link-preview fetchers and other bots: requests, not people."""
         return self.clicks.get(ClickKind.preview, 0) + self.clicks.get(ClickKind.bot, 0)
 
 
@@ -69,12 +72,14 @@ def build_report(session: Session) -> Report:
     """Group the delivery and click logs by channel and by campaign."""
     channels: defaultdict[str, Counts] = defaultdict(Counts)
     campaigns: defaultdict[int, Counts] = defaultdict(Counts)
-    deliveries = select(Delivery.channel, Delivery.campaign_id, Delivery.status, func.count()).group_by(
-        Delivery.channel, Delivery.campaign_id, Delivery.status
+    deliveries = select(Delivery.channel, Delivery.campaign_id, Delivery.status, Delivery.transport, func.count()).group_by(
+        Delivery.channel, Delivery.campaign_id, Delivery.status, Delivery.transport
     )
-    for channel, campaign_id, status, n in session.execute(deliveries):
+    for channel, campaign_id, status, transport, n in session.execute(deliveries):
         _add(channels[channel].deliveries, status, n)
         _add(campaigns[campaign_id].deliveries, status, n)
+        if transport:
+            channels[channel].transports.add(transport)
     clicks = (
         select(Link.channel, Link.campaign_id, Click.kind, func.count())
         .join(Link, Link.code == Click.code)

@@ -185,15 +185,40 @@ def test_queue_refuses_a_finished_campaign(store: Store, make_settings: Callable
 def test_queue_fails_whole_when_a_channel_has_no_target_for_the_language(
     store: Store, make_settings: Callable[..., Settings], feed_server: FeedServer
 ) -> None:
+    # The config changed between creating and queueing the campaign.
+    campaign_id = new_campaign(store, ingest(store, make_settings, feed_server), "en-1")
     channels = base_config()["channels"]
     channels["telegram_channel"]["targets"] = [{"id": "@vi_only", "languages": ["vi"]}]
-    settings = ingest(store, make_settings, feed_server, channels=channels)
-    campaign_id = new_campaign(store, settings, "en-1")
+    changed = make_settings(channels=channels)
     with pytest.raises(CampaignError, match="telegram_channel has no target taking language 'en'"):
-        queue(store, settings, campaign_id)
+        queue(store, changed, campaign_id)
     with store.sessions() as session:  # the facebook delivery made before the error was rolled back
         assert session.scalar(select(func.count()).select_from(Delivery)) == 0
         assert session.get_one(Campaign, campaign_id).status == CampaignStatus.draft
+
+
+def test_create_refuses_a_channel_without_a_target_for_the_language(store: Store, make_settings: Callable[..., Settings], feed_server: FeedServer) -> None:
+    channels = base_config()["channels"]
+    channels["telegram_channel"]["targets"] = [{"id": "@vi_only", "languages": ["vi"]}]
+    settings = ingest(store, make_settings, feed_server, channels=channels)
+    with pytest.raises(CampaignError, match="channel telegram_channel has no target taking language 'en'"), store.sessions.begin() as session:
+        create_campaign(session, settings, item_id(store, "en-1"), "tester")
+
+
+def test_an_item_announced_on_a_channel_is_refused_again_unless_forced(store: Store, make_settings: Callable[..., Settings], feed_server: FeedServer) -> None:
+    settings = ingest(store, make_settings, feed_server)
+    first = new_campaign(store, settings, "vi-1", ("facebook",))
+    with pytest.raises(CampaignError, match=f"already has campaign {first} \\(draft\\) on facebook; use --force"), store.sessions.begin() as session:
+        create_campaign(session, settings, item_id(store, "vi-1"), "tester")
+    assert new_campaign(store, settings, "vi-1", ("telegram_channel",)) != first  # another channel is fine
+    with store.sessions.begin() as session:
+        again = create_campaign(session, settings, item_id(store, "vi-1"), "tester", ["facebook"], force=True)
+        assert again.id not in (first,)
+    with store.sessions.begin() as session:
+        session.get_one(Campaign, first).status = CampaignStatus.cancelled
+    with store.sessions.begin() as session:  # a cancelled campaign does not count; the forced one does
+        with pytest.raises(CampaignError, match=f"already has campaign {again.id}"):
+            create_campaign(session, settings, item_id(store, "vi-1"), "tester", ["facebook"])
 
 
 # --- previewing --------------------------------------------------------------

@@ -108,9 +108,10 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert "By channel" in result.output and "By campaign" in result.output
     assert str(folder / "outreach.db") in result.output
     total = next(line for line in result.output.splitlines() if "total" in line)
-    sent, waiting, problems, visits, previews = [int(cell) for cell in total.replace("│", " ").split()[1:]]
+    sent, waiting, problems, visits, crawlers = [int(cell) for cell in total.replace("│", " ").split()[1:]]
     assert (sent, waiting, problems) == (14, 0, 0)
-    assert visits == 27 and previews == 14
+    assert visits == 27 and crawlers == 14
+    assert any(line.split("│")[1:3] == [" facebook         ", " outbox "] for line in result.output.splitlines() if "│" in line), result.output
 
 
 def test_tracker_command_serves_redirects(tmp_path: Path, config_file: Path) -> None:

@@ -269,16 +269,16 @@ def test_report_counts_deliveries_and_clicks_per_channel_and_campaign(store: Sto
     assert list(report.channels) == ["facebook", "telegram_channel"]
     facebook, telegram = report.channels["facebook"], report.channels["telegram_channel"]
     assert facebook.deliveries == {DeliveryStatus.sent: 1, DeliveryStatus.pending: 1}
-    assert (facebook.sent, facebook.waiting, facebook.visits, facebook.previews) == (1, 1, 2, 1)
+    assert (facebook.sent, facebook.waiting, facebook.visits, facebook.crawlers) == (1, 1, 2, 1)
     assert telegram.clicks == {ClickKind.human: 2, ClickKind.preview: 1, ClickKind.bot: 1}
-    assert (telegram.visits, telegram.previews) == (2, 2)
+    assert (telegram.visits, telegram.crawlers) == (2, 2)
 
     assert list(report.campaigns) == [vi_campaign, en_campaign]
     assert report.campaigns[vi_campaign].deliveries == {DeliveryStatus.sent: 2}
-    assert (report.campaigns[vi_campaign].visits, report.campaigns[vi_campaign].previews) == (3, 2)
+    assert (report.campaigns[vi_campaign].visits, report.campaigns[vi_campaign].crawlers) == (3, 2)
     assert report.campaigns[en_campaign].deliveries == {DeliveryStatus.pending: 2}
-    assert (report.campaigns[en_campaign].visits, report.campaigns[en_campaign].previews) == (1, 1)
+    assert (report.campaigns[en_campaign].visits, report.campaigns[en_campaign].crawlers) == (1, 1)
     assert report.campaign_titles == {vi_campaign: "Xúc tiến đầu tư năm 2027", en_campaign: "Investment promotion 2027"}
     total = report.total
-    assert (total.sent, total.waiting, total.problems, total.visits, total.previews) == (2, 2, 0, 4, 3)
+    assert (total.sent, total.waiting, total.problems, total.visits, total.crawlers) == (2, 2, 0, 4, 3)
 
