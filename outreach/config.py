@@ -221,12 +221,13 @@ def load_schedule(path: Path) -> Schedule:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([f"{path}: cannot read config: {exc}"]) from None
     try:
-        data = yaml.safe_load(text)
-        root = yaml.compose(text)
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = _UniqueKeyLoader(text).get_single_data()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = f":{mark.line + 1}" if mark else ""
-        raise ConfigError([f"{path}{line}: invalid YAML: {exc.problem or exc}"]) from None
+        context = f" ({exc.context} at line {exc.context_mark.line + 1})" if exc.context and exc.context_mark else ""
+        raise ConfigError([f"{path}{line}: invalid YAML: {exc.problem or exc}{context}"]) from None
     if not isinstance(data, dict):
         raise ConfigError([f"{path}:1: the file must be a mapping with `version: 1` at the top"])
     try:
@@ -238,6 +239,24 @@ def load_schedule(path: Path) -> Schedule:
     if problems:
         raise ConfigError(problems)
     return schedule
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice: YAML keeps the last one silently."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[object, object]:
+        seen: dict[object, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    f"in the mapping starting at line {node.start_mark.line + 1}",
+                    node.start_mark,
+                    f"key {key!r} appears twice (first at line {seen[key]})",
+                    key_node.start_mark,
+                )
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
 
 
 def _cross_check(schedule: Schedule) -> list[tuple[tuple[str | int, ...], str]]:

@@ -148,3 +148,19 @@ def test_help_is_quick_to_start() -> None:
     code = "import sys, cli; cli.main(['--help'], standalone_mode=False); print(sorted(m for m in ('sqlalchemy','httpx','feedparser','starlette','rich','jinja2') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True).stdout
     assert out.strip().endswith("[]")
+
+
+def test_bad_database_url_exits_2_and_passwords_are_never_printed(config_file: Path) -> None:
+    from outreach.db import safe_url
+
+    result = CliRunner().invoke(main, ["--config", str(config_file), "--db", "nosuchdb://user:s3cret@host/x", "init"])
+    assert result.exit_code == 2
+    assert "config error: --db / OUTREACH_DATABASE_URL: cannot use nosuchdb://user:***@host/x" in result.output
+    assert "s3cret" not in result.output
+    assert safe_url("postgresql+psycopg://app:s3cret@db:5432/outreach") == "postgresql+psycopg://app:***@db:5432/outreach"
+
+
+def test_send_says_when_a_channel_falls_back_to_the_outbox(run) -> None:  # type: ignore[no-untyped-def]
+    output = run("send").output
+    assert "channel facebook: no token set, writing to the outbox instead" in output
+    assert "sent 0" in output

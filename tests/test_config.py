@@ -122,3 +122,24 @@ def test_dotenv_is_read_but_environment_wins(tmp_path: Path, monkeypatch: pytest
     secrets = Secrets.from_env(environment(dotenv))
     assert secrets.facebook_page_token and secrets.facebook_page_token.get_secret_value() == "from-file"
     assert secrets.click_salt and secrets.click_salt.get_secret_value() == "env-salt"
+
+
+def test_a_key_given_twice_is_refused(tmp_path: Path) -> None:
+    text = MINIMAL + "tracker:\n  public_url: https://other.vn\n  allowed_domains: [x.vn]\n"
+    [problem] = problems(tmp_path, text)
+    assert problem.startswith(f"{tmp_path / 'schedules.yaml'}:13: invalid YAML: key 'tracker' appears twice (first at line 10)")
+
+
+def test_yaml_error_names_where_the_broken_construct_began(tmp_path: Path) -> None:
+    text = MINIMAL.replace("    keywords: [thuế]", "    keywords: [thuế")
+    [problem] = problems(tmp_path, text)
+    assert "at line 5)" in problem
+
+
+def test_database_url_from_dotenv_and_outbox_beside_the_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OUTREACH_DATABASE_URL", raising=False)
+    path = write(tmp_path, MINIMAL)
+    settings = load_settings(path, env={"OUTREACH_DATABASE_URL": "postgresql+psycopg://app:pw@db/outreach"})
+    assert settings.database_url == "postgresql+psycopg://app:pw@db/outreach"
+    assert load_settings(path, "sqlite:///x.db", env={"OUTREACH_DATABASE_URL": "ignored"}).database_url == "sqlite:///x.db"
+    assert settings.schedule.channels.outbox.dir == tmp_path / "outbox"
