@@ -342,8 +342,10 @@ def report(obj: Context) -> None:
 @pass_ctx
 def demo(obj: Context, folder: Path | None) -> None:
     """Run the whole pipeline offline on a bundled sample feed."""
-    from outreach.demo import run_demo
+    from outreach.demo import CHECKOUT_CONFIG, run_demo
 
+    if not obj.config_path.exists() and obj.config_path == Path("schedules.yaml"):
+        obj.config_path = CHECKOUT_CONFIG  # run from another folder: the checkout's own config
     run_demo(obj.settings, console(), folder)
 
 

@@ -35,6 +35,7 @@ from outreach.serve import BackgroundServer
 from outreach.web import create_app
 
 SAMPLES = Path(__file__).parent / "sample"
+CHECKOUT_CONFIG = Path(__file__).resolve().parent.parent / "schedules.yaml"
 SAMPLE_DOMAIN = "quangngai.gov.vn"
 BROWSER = "Mozilla/5.0 (Linux; Android 14) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0 Mobile Safari/537.36"
 PREVIEWER = "TelegramBot (like TwitterBot)"
@@ -96,7 +97,7 @@ def run_demo(settings: config.Settings, out: Console, folder: Path | None = None
     command = sys.argv[0] if sys.argv[0].endswith("outreach") else "outreach"
     out.print(f"Database: {folder / 'outreach.db'}", soft_wrap=True)
     out.print(f"Outbox:   {folder / 'outbox'}", soft_wrap=True)
-    out.print(f"Look again with: {command} --db sqlite:///{folder / 'outreach.db'} report", soft_wrap=True)
+    out.print(f"Look again with: {command} --config {settings.config_path.resolve()} --db sqlite:///{folder / 'outreach.db'} report", soft_wrap=True)
     return folder
 
 
