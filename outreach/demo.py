@@ -61,16 +61,21 @@ def demo_settings(settings: config.Settings, folder: Path, tracker_url: str) -> 
 
 
 def pick_items(store: Store, per_language: dict[str, int]) -> list[Item]:
-    """The newest items, one per topic where possible, up to a count per language."""
+    """The newest items whose topics no earlier pick covers, up to a count per language."""
     with store.sessions() as session:
         items = list(session.scalars(select(Item).order_by(Item.published_at.desc())))
     chosen: list[Item] = []
     for language, count in per_language.items():
         covered: set[str] = set()
-        for item in items:
-            if item.language == language and not covered.intersection(item.topics) and len([c for c in chosen if c.language == language]) < count:
-                chosen.append(item)
-                covered.update(item.topics)
+        picks = [i for i in items if i.language == language]
+        for item in picks:
+            if covered.intersection(item.topics):
+                continue
+            chosen.append(item)
+            covered.update(item.topics)
+            count -= 1
+            if not count:
+                break
     return chosen
 
 

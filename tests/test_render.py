@@ -178,18 +178,21 @@ def test_missing_template_names_its_path(renderer: Renderer) -> None:
         renderer.render("telegram_channel", "digest", context(item()))
 
 
-def test_undefined_variable_is_an_error(make_settings: Callable[..., Settings], tmp_path: Path) -> None:
+def facebook_override(make_settings: Callable[..., Settings], tmp_path: Path, text: str) -> Renderer:
+    """A renderer whose facebook/post.vi.j2 is the given text."""
     (tmp_path / "tpl" / "facebook").mkdir(parents=True)
-    (tmp_path / "tpl" / "facebook" / "post.vi.j2").write_text("{{ item.title }} {{ organisation }}\n", encoding="utf-8")
-    renderer = Renderer(make_settings().schedule, override_dir=tmp_path / "tpl")
+    (tmp_path / "tpl" / "facebook" / "post.vi.j2").write_text(text, encoding="utf-8")
+    return Renderer(make_settings().schedule, override_dir=tmp_path / "tpl")
+
+
+def test_undefined_variable_is_an_error(make_settings: Callable[..., Settings], tmp_path: Path) -> None:
+    renderer = facebook_override(make_settings, tmp_path, "{{ item.title }} {{ organisation }}\n")
     with pytest.raises(RenderError, match=r"facebook/post\.vi\.j2.*organisation"):
         renderer.render("facebook", "post", context(item()))
 
 
 def test_template_syntax_error_names_file_and_line(make_settings: Callable[..., Settings], tmp_path: Path) -> None:
-    (tmp_path / "tpl" / "facebook").mkdir(parents=True)
-    (tmp_path / "tpl" / "facebook" / "post.vi.j2").write_text("{{ item.title }}\n{% if %}\n", encoding="utf-8")
-    renderer = Renderer(make_settings().schedule, override_dir=tmp_path / "tpl")
+    renderer = facebook_override(make_settings, tmp_path, "{{ item.title }}\n{% if %}\n")
     with pytest.raises(RenderError, match=r"post\.vi\.j2:2:"):
         renderer.render("facebook", "post", context(item()))
 
