@@ -1,11 +1,11 @@
 # Two commands do all the set-up on a machine with Python 3.11+ and make:
 #   make demo   - create .venv, install, run the whole pipeline offline
-#   make test   - create/update .venv with the test extras, run the suite
+#   make test   - create/update .venv with the test extras; lint, type-check, run the suite
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test clean
+.PHONY: demo test lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,8 +22,13 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 demo: $(VENV)/.installed
 	$(BIN)/outreach demo
 
-test: $(VENV)/.installed-test
+test: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff format --check --quiet .
+	$(BIN)/ruff check --quiet .
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) *.egg-info

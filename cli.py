@@ -97,9 +97,25 @@ pass_ctx = click.make_pass_decorator(Context)
 
 
 @click.group(cls=OutreachGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--config", "config", envvar="OUTREACH_CONFIG", default="schedules.yaml", show_default=True, type=click.Path(dir_okay=False, path_type=Path), help="Config file (env OUTREACH_CONFIG).")
-@click.option("--db", help="Database URL [default: OUTREACH_DATABASE_URL from the environment or .env, else sqlite:///outreach.db].")
-@click.option("--templates", envvar="OUTREACH_TEMPLATES", type=click.Path(file_okay=False, path_type=Path), help="Folder of templates that override the built-in ones.")
+@click.option(
+    "--config",
+    "config",
+    envvar="OUTREACH_CONFIG",
+    default="schedules.yaml",
+    show_default=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Config file (env OUTREACH_CONFIG).",
+)
+@click.option(
+    "--db",
+    help="Database URL [default: OUTREACH_DATABASE_URL from the environment or .env, else sqlite:///outreach.db].",
+)
+@click.option(
+    "--templates",
+    envvar="OUTREACH_TEMPLATES",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder of templates that override the built-in ones.",
+)
 @click.version_option(package_name="outreach")
 @click.pass_context
 def main(ctx: click.Context, config: Path, db: str | None, templates: Path | None) -> None:
@@ -140,7 +156,9 @@ def config_check(obj: Context) -> None:
 
     settings = obj.settings
     schedule = settings.schedule
-    click.echo(f"{settings.config_path}: ok: {len(schedule.topics)} topics, {len(schedule.sources)} sources, time zone {schedule.timezone}")
+    click.echo(
+        f"{settings.config_path}: ok: {len(schedule.topics)} topics, {len(schedule.sources)} sources, time zone {schedule.timezone}"
+    )
     for name, transport in build_channels(settings).items():
         click.echo(f"  channel {name}: sends through {transport.name}")
 
@@ -183,7 +201,14 @@ def sources_list(obj: Context) -> None:
     table = Table("source", "language", "every", "last poll", "last error", "url")
     for spec in obj.settings.schedule.sources:
         row = rows.get(spec.name)
-        table.add_row(spec.name, spec.language, f"{spec.poll_minutes} min", _local(obj, row and row.last_polled_at), (row and row.last_error) or "", spec.url)
+        table.add_row(
+            spec.name,
+            spec.language,
+            f"{spec.poll_minutes} min",
+            _local(obj, row and row.last_polled_at),
+            (row and row.last_error) or "",
+            spec.url,
+        )
     console().print(table)
 
 
@@ -261,7 +286,10 @@ def campaign_preview(obj: Context, campaign_id: int) -> None:
         previews = preview_campaign(obj.settings, obj.renderer(), get_campaign(session, campaign_id))
     out = console()
     for preview in previews:
-        out.print(Panel(preview.text, title=f"{preview.channel} → {', '.join(preview.targets) or 'no target'}", expand=False), markup=False)
+        out.print(
+            Panel(preview.text, title=f"{preview.channel} → {', '.join(preview.targets) or 'no target'}", expand=False),
+            markup=False,
+        )
 
 
 @campaign.command("list")
@@ -304,7 +332,10 @@ def send(obj: Context, limit: int | None) -> None:
     for channel in report.paused_channels:
         click.echo(f"channel {channel} paused: its token was refused; its deliveries stay pending", err=True)
     for channel, count in report.unroutable.items():
-        click.echo(f"{count} deliveries wait for channel {channel}, which is not enabled in {obj.settings.config_path}", err=True)
+        click.echo(
+            f"{count} deliveries wait for channel {channel}, which is not enabled in {obj.settings.config_path}",
+            err=True,
+        )
     if report.failed or report.unknown or report.paused_channels:
         raise SystemExit(1)
 
@@ -320,7 +351,9 @@ def tracker(obj: Context, host: str, port: int) -> None:
 
     salt = obj.settings.secrets.click_salt
     if salt is None:
-        click.echo("note: OUTREACH_CLICK_SALT is not set; unique-visitor counts start afresh with each restart", err=True)
+        click.echo(
+            "note: OUTREACH_CLICK_SALT is not set; unique-visitor counts start afresh with each restart", err=True
+        )
     with obj.store() as store:
         serve(create_app(store, salt.get_secret_value().encode() if salt else None), host, port)
 
@@ -338,7 +371,12 @@ def report(obj: Context) -> None:
 
 
 @main.command()
-@click.option("--dir", "folder", type=click.Path(file_okay=False, path_type=Path), help="Work here instead of a new temporary folder.")
+@click.option(
+    "--dir",
+    "folder",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Work here instead of a new temporary folder.",
+)
 @pass_ctx
 def demo(obj: Context, folder: Path | None) -> None:
     """Run the whole pipeline offline on a bundled sample feed."""

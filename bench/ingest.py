@@ -29,14 +29,22 @@ def make_feed(count: int) -> bytes:
     items = []
     for n in range(count):
         when = (start - timedelta(minutes=n)).strftime("%a, %d %b %Y %H:%M:%S +0000")
-        title = escape(f"Thông báo số {n}: hướng dẫn hoàn thuế GTGT và thủ tục đăng ký đầu tư tại Khu kinh tế Dung Quất")
-        body = escape(f"<p>Doanh nghiệp có doanh thu &lt; {n} tỷ đồng được <strong>hỗ trợ</strong> vay vốn; xem chi tiết bảng giá đất.</p>")
+        title = escape(
+            f"Thông báo số {n}: hướng dẫn hoàn thuế GTGT và thủ tục đăng ký đầu tư tại Khu kinh tế Dung Quất"
+        )
+        body = escape(
+            f"<p>Doanh nghiệp có doanh thu &lt; {n} tỷ đồng được <strong>hỗ trợ</strong> vay vốn; xem chi tiết bảng giá đất.</p>"
+        )
         items.append(
             f"<item><title>{title}</title><link>https://quangngai.gov.vn/tin-tuc/{n}.html</link>"
             f'<guid isPermaLink="false">qng-{n}</guid><pubDate>{when}</pubDate><description>{body}</description>'
             "<category>Thuế và cuộc sống</category></item>"
         )
-    return ('<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>Cổng</title>' + "".join(items) + "</channel></rss>").encode()
+    return (
+        '<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>Cổng</title>'
+        + "".join(items)
+        + "</channel></rss>"
+    ).encode()
 
 
 def best_of(runs: int, work) -> float:  # type: ignore[no-untyped-def]
@@ -54,7 +62,12 @@ def main(count: int = 10_000) -> None:
     feed = folder / "feed.rss"
     feed.write_bytes(body)
     base = Schedule.model_validate(__import__("yaml").safe_load((ROOT / "schedules.yaml").read_text(encoding="utf-8")))
-    schedule = base.model_copy(update={"sources": [Source(name="bench", url=feed.as_uri())], "tracker": Tracker(public_url="http://x", allowed_domains=["quangngai.gov.vn"])})
+    schedule = base.model_copy(
+        update={
+            "sources": [Source(name="bench", url=feed.as_uri())],
+            "tracker": Tracker(public_url="http://x", allowed_domains=["quangngai.gov.vn"]),
+        }
+    )
     parse_only = best_of(3, lambda: feedparser.parse(body, response_headers={"content-type": "application/xml"}))
 
     def ingest() -> None:

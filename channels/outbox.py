@@ -28,7 +28,11 @@ class OutboxChannel:
 
     def path_for(self, message: RenderedMessage) -> Path:
         """Where a delivery's file goes."""
-        return self.folder / message.channel / f"c{message.campaign_id}-d{message.delivery_id}-{message.link_code or 'nolink'}.txt"
+        return (
+            self.folder
+            / message.channel
+            / f"c{message.campaign_id}-d{message.delivery_id}-{message.link_code or 'nolink'}.txt"
+        )
 
     async def send(self, message: RenderedMessage) -> Sent:
         """Write the message file atomically (a reader never sees half of it)."""

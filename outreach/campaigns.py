@@ -56,7 +56,9 @@ def create_campaign(
     chosen = list(dict.fromkeys(channels)) or list(enabled)
     unknown = [c for c in chosen if c not in enabled]
     if unknown:
-        raise CampaignError(f"channel(s) {', '.join(unknown)} not enabled in {settings.config_path} (enabled: {', '.join(enabled) or 'none'})")
+        raise CampaignError(
+            f"channel(s) {', '.join(unknown)} not enabled in {settings.config_path} (enabled: {', '.join(enabled) or 'none'})"
+        )
     if not chosen:
         raise CampaignError(f"no channel is enabled in {settings.config_path}")
     try:
@@ -65,7 +67,9 @@ def create_campaign(
         raise CampaignError(f"item {item_id}: {exc}") from None
     for channel in chosen:
         if not _targets(settings, item.language, channel):
-            raise CampaignError(f"channel {channel} has no target taking language {item.language!r} in {settings.config_path}")
+            raise CampaignError(
+                f"channel {channel} has no target taking language {item.language!r} in {settings.config_path}"
+            )
     if not force:
         _refuse_repeat(session, item, chosen)
     campaign = Campaign(
@@ -82,7 +86,9 @@ def create_campaign(
 
 
 def _refuse_repeat(session: Session, item: Item, channels: list[str]) -> None:
-    earlier = session.scalars(select(Campaign).where(Campaign.item_id == item.id, Campaign.status != CampaignStatus.cancelled))
+    earlier = session.scalars(
+        select(Campaign).where(Campaign.item_id == item.id, Campaign.status != CampaignStatus.cancelled)
+    )
     for campaign in earlier:
         overlap = [c for c in channels if c in campaign.channels]
         if overlap:
@@ -139,7 +145,11 @@ def preview_campaign(settings: Settings, renderer: Renderer, campaign: Campaign)
     link = short_url(settings.schedule.tracker.public_url, PREVIEW_CODE)
     context = _context(settings, renderer, campaign, link)
     return [
-        Preview(channel, _targets(settings, campaign.language, channel), renderer.render(channel, _template(settings, campaign, channel), context))
+        Preview(
+            channel,
+            _targets(settings, campaign.language, channel),
+            renderer.render(channel, _template(settings, campaign, channel), context),
+        )
         for channel in campaign.channels
     ]
 
@@ -157,7 +167,12 @@ def queue_campaign(session: Session, settings: Settings, renderer: Renderer, cam
     if item is None:  # pragma: no cover - staff messages and digests come later
         raise CampaignError(f"campaign {campaign.id} has no item")
     tracker = settings.schedule.tracker
-    existing = {(channel, target) for channel, target in session.execute(select(Delivery.channel, Delivery.target).where(Delivery.campaign_id == campaign.id))}
+    existing = {
+        (channel, target)
+        for channel, target in session.execute(
+            select(Delivery.channel, Delivery.target).where(Delivery.campaign_id == campaign.id)
+        )
+    }
     created: list[Delivery] = []
     for channel in campaign.channels:
         targets = _targets(settings, campaign.language, channel)
@@ -169,8 +184,19 @@ def queue_campaign(session: Session, settings: Settings, renderer: Renderer, cam
             destination = with_utm(item.url, channel, tracker.utm_medium, campaign.utm_campaign)
             check_destination(destination, tracker.allowed_domains)
             link = Link(code=new_code(), destination=destination, campaign_id=campaign.id, channel=channel)
-            text = renderer.render(channel, _template(settings, campaign, channel), _context(settings, renderer, campaign, short_url(tracker.public_url, link.code)))
-            delivery = Delivery(campaign_id=campaign.id, channel=channel, target=target, language=campaign.language, text=text, link=link)
+            text = renderer.render(
+                channel,
+                _template(settings, campaign, channel),
+                _context(settings, renderer, campaign, short_url(tracker.public_url, link.code)),
+            )
+            delivery = Delivery(
+                campaign_id=campaign.id,
+                channel=channel,
+                target=target,
+                language=campaign.language,
+                text=text,
+                link=link,
+            )
             session.add(delivery)
             created.append(delivery)
     try:

@@ -186,7 +186,7 @@ class Secrets(BaseModel):
     def from_env(cls, env: Mapping[str, str | None]) -> Secrets:
         """Pick the known secret names out of an environment mapping."""
         values = {key: env.get(name) or None for key, name in cls.ENV_NAMES.items()}
-        return cls(**values)
+        return cls.model_validate(values)
 
 
 @dataclass(frozen=True)
@@ -247,7 +247,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[object, object]:
         seen: dict[object, int] = {}
         for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            key = self.construct_object(key_node, deep=deep)
             if key in seen:
                 raise yaml.constructor.ConstructorError(
                     f"in the mapping starting at line {node.start_mark.line + 1}",
@@ -328,7 +328,9 @@ def load_settings(
     outbox = schedule.channels.outbox
     if not outbox.dir.is_absolute():
         # Relative to the config file, so cron and a shell in another folder agree.
-        channels = schedule.channels.model_copy(update={"outbox": outbox.model_copy(update={"dir": config_path.parent / outbox.dir})})
+        channels = schedule.channels.model_copy(
+            update={"outbox": outbox.model_copy(update={"dir": config_path.parent / outbox.dir})}
+        )
         schedule = schedule.model_copy(update={"channels": channels})
     return Settings(
         schedule=schedule,

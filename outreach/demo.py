@@ -49,7 +49,10 @@ def demo_settings(settings: config.Settings, folder: Path, tracker_url: str) -> 
         config.Source(name="sample-portal-en", url=(SAMPLES / "portal-en.atom").as_uri(), language="en"),
     ]
     tracker = schedule.tracker.model_copy(
-        update={"public_url": tracker_url, "allowed_domains": sorted({*schedule.tracker.allowed_domains, SAMPLE_DOMAIN})}
+        update={
+            "public_url": tracker_url,
+            "allowed_domains": sorted({*schedule.tracker.allowed_domains, SAMPLE_DOMAIN}),
+        }
     )
     channels = schedule.channels.model_copy(update={"outbox": config.OutboxSettings(dir=folder / "outbox")})
     return replace(
@@ -65,16 +68,15 @@ def pick_items(store: Store, per_language: dict[str, int]) -> list[Item]:
     with store.sessions() as session:
         items = list(session.scalars(select(Item).order_by(Item.published_at.desc())))
     chosen: list[Item] = []
-    for language, count in per_language.items():
+    for language, wanted in per_language.items():
         covered: set[str] = set()
-        picks = [i for i in items if i.language == language]
-        for item in picks:
+        for item in (i for i in items if i.language == language):
             if covered.intersection(item.topics):
                 continue
             chosen.append(item)
             covered.update(item.topics)
-            count -= 1
-            if not count:
+            wanted -= 1  # noqa: PLW2901 - counts down this language's quota
+            if not wanted:
                 break
     return chosen
 
@@ -102,7 +104,10 @@ def run_demo(settings: config.Settings, out: Console, folder: Path | None = None
     command = sys.argv[0] if sys.argv[0].endswith("outreach") else "outreach"
     out.print(f"Database: {folder / 'outreach.db'}", soft_wrap=True)
     out.print(f"Outbox:   {folder / 'outbox'}", soft_wrap=True)
-    out.print(f"Look again with: {command} --config {settings.config_path.resolve()} --db sqlite:///{folder / 'outreach.db'} report", soft_wrap=True)
+    out.print(
+        f"Look again with: {command} --config {settings.config_path.resolve()} --db sqlite:///{folder / 'outreach.db'} report",
+        soft_wrap=True,
+    )
     return folder
 
 
@@ -110,7 +115,9 @@ def _ingest(store: Store, settings: config.Settings, out: Console) -> None:
     out.rule("1. ingest the portal's feeds")
     results = poll_sources(store, settings.schedule)
     for r in results:
-        out.print(f"  {r.source}: {r.new} new items of {r.seen} in the feed" + (f" [red]({r.error})[/red]" if r.error else ""))
+        out.print(
+            f"  {r.source}: {r.new} new items of {r.seen} in the feed" + (f" [red]({r.error})[/red]" if r.error else "")
+        )
     again = poll_sources(store, settings.schedule)
     out.print(f"  polled again: {sum(r.new for r in again)} new (duplicates are recognised)")
 
@@ -139,7 +146,10 @@ def _deliver(store: Store, settings: config.Settings, out: Console) -> None:
         files = sorted((outbox.folder / channel).glob("*.txt"))
         if files:
             header, text = read_outbox_file(files[0])
-            out.print(Panel(text, title=f"{files[0].relative_to(outbox.folder)} → {header['target']}", expand=False), markup=False)
+            out.print(
+                Panel(text, title=f"{files[0].relative_to(outbox.folder)} → {header['target']}", expand=False),
+                markup=False,
+            )
 
 
 def _click(store: Store, settings: config.Settings, out: Console, base_url: str) -> None:

@@ -15,7 +15,16 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Select, func, or_, select, update
 
-from outreach.channel import PLATFORM_LIMITS, AuthFailed, Channel, MaybeSent, RecipientGone, Rejected, RenderedMessage, Transient
+from outreach.channel import (
+    PLATFORM_LIMITS,
+    AuthFailed,
+    Channel,
+    MaybeSent,
+    RecipientGone,
+    Rejected,
+    RenderedMessage,
+    Transient,
+)
 from outreach.db import Store
 from outreach.models import FINAL_DELIVERY, Campaign, CampaignStatus, Delivery, DeliveryStatus, utcnow
 from outreach.text import scrub
@@ -47,8 +56,8 @@ def backoff(attempts: int, retry_after: float | None = None) -> timedelta:
     """How long to wait: the platform's word if it gave one, else exponential with jitter."""
     if retry_after is not None:
         return timedelta(seconds=retry_after)
-    base = BASE_BACKOFF * (2 ** max(attempts - 1, 0))
-    return base * random.uniform(0.8, 1.2)
+    base = BASE_BACKOFF * 2.0 ** max(attempts - 1, 0)
+    return base * random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not a secret
 
 
 def recover_interrupted(store: Store, channels: Mapping[str, Channel], now: datetime) -> int:
@@ -66,21 +75,30 @@ def recover_interrupted(store: Store, channels: Mapping[str, Channel], now: date
                 delivery.status = DeliveryStatus.pending
             else:
                 delivery.status = DeliveryStatus.unknown
-                delivery.last_error = "interrupted while sending: it may have been posted; check the target before resending"
+                delivery.last_error = (
+                    "interrupted while sending: it may have been posted; check the target before resending"
+                )
         return len(stuck)
 
 
-async def send_pending(store: Store, channels: Mapping[str, Channel], now: Callable[[], datetime] = utcnow, limit: int | None = None) -> SendReport:
+async def send_pending(
+    store: Store, channels: Mapping[str, Channel], now: Callable[[], datetime] = utcnow, limit: int | None = None
+) -> SendReport:
     """Deliver every due pending delivery once, in order; return what happened."""
     report = SendReport(recovered=recover_interrupted(store, channels, now()))
     due_now = or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= now())
     with store.sessions() as session:
         query = select(Delivery.id, Delivery.channel).where(
-            Delivery.status == DeliveryStatus.pending, due_now, Delivery.channel.in_(list(channels)), Delivery.campaign_id.in_(_sendable_campaigns())
+            Delivery.status == DeliveryStatus.pending,
+            due_now,
+            Delivery.channel.in_(list(channels)),
+            Delivery.campaign_id.in_(_sendable_campaigns()),
         )
         due = list(session.execute(query.order_by(Delivery.id).limit(limit)))
-        waiting = select(Delivery.channel, func.count()).where(Delivery.status == DeliveryStatus.pending, Delivery.channel.not_in(list(channels)))
-        report.unroutable = {channel: n for channel, n in session.execute(waiting.group_by(Delivery.channel))}
+        waiting = select(Delivery.channel, func.count()).where(
+            Delivery.status == DeliveryStatus.pending, Delivery.channel.not_in(list(channels))
+        )
+        report.unroutable = dict(session.execute(waiting.group_by(Delivery.channel)).all())
     for delivery_id, channel_name in due:
         if channel_name in report.paused_channels:
             continue
@@ -137,14 +155,22 @@ def _claim(store: Store, delivery_id: int, channel: Channel, now: datetime) -> R
     with store.sessions.begin() as session:
         claimed = session.execute(
             update(Delivery)
-            .where(Delivery.id == delivery_id, Delivery.status == DeliveryStatus.pending, Delivery.campaign_id.in_(_sendable_campaigns()))
-            .values(status=DeliveryStatus.sending, claimed_at=now, attempts=Delivery.attempts + 1, transport=channel.name)
+            .where(
+                Delivery.id == delivery_id,
+                Delivery.status == DeliveryStatus.pending,
+                Delivery.campaign_id.in_(_sendable_campaigns()),
+            )
+            .values(
+                status=DeliveryStatus.sending, claimed_at=now, attempts=Delivery.attempts + 1, transport=channel.name
+            )
         )
         if claimed.rowcount != 1:  # type: ignore[attr-defined]
             return None
         delivery = session.get_one(Delivery, delivery_id)
         session.execute(
-            update(Campaign).where(Campaign.id == delivery.campaign_id, Campaign.status == CampaignStatus.scheduled).values(status=CampaignStatus.sending)
+            update(Campaign)
+            .where(Campaign.id == delivery.campaign_id, Campaign.status == CampaignStatus.scheduled)
+            .values(status=CampaignStatus.sending)
         )
         return RenderedMessage(
             delivery_id=delivery.id,
@@ -159,7 +185,7 @@ def _claim(store: Store, delivery_id: int, channel: Channel, now: datetime) -> R
         )
 
 
-def _sendable_campaigns() -> Select[tuple[int]]:
+def _sendable_campaigns() -> Select[int]:
     """Campaigns whose deliveries may go out: queued and not cancelled."""
     return select(Campaign.id).where(Campaign.status.in_([CampaignStatus.scheduled, CampaignStatus.sending]))
 
@@ -192,7 +218,9 @@ def _settle_campaigns(store: Store) -> None:
     with store.sessions.begin() as session:
         open_ids = select(Campaign.id).where(Campaign.status.in_([CampaignStatus.scheduled, CampaignStatus.sending]))
         rows = session.execute(
-            select(Delivery.campaign_id, Delivery.status, func.count()).where(Delivery.campaign_id.in_(open_ids)).group_by(Delivery.campaign_id, Delivery.status)
+            select(Delivery.campaign_id, Delivery.status, func.count())
+            .where(Delivery.campaign_id.in_(open_ids))
+            .group_by(Delivery.campaign_id, Delivery.status)
         ).all()
         by_campaign: dict[int, dict[DeliveryStatus, int]] = {}
         for campaign_id, status, count in rows:

@@ -46,7 +46,9 @@ class ParsedFeed:
     skipped: int = 0
 
 
-def parse_feed(body: bytes, headers: dict[str, str], feed_url: str, fetched_at: datetime, zone: tzinfo = UTC) -> ParsedFeed:
+def parse_feed(
+    body: bytes, headers: dict[str, str], feed_url: str, fetched_at: datetime, zone: tzinfo = UTC
+) -> ParsedFeed:
     """Parse RSS/Atom bytes; keep what parsed before an error and say what it was.
 
     Relative links are resolved against `feed_url` here, not by feedparser: it

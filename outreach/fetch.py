@@ -49,7 +49,10 @@ class Fetcher:
         self.client = httpx.Client(
             timeout=settings.timeout_seconds,
             follow_redirects=True,
-            headers={"User-Agent": settings.user_agent, "Accept": "application/rss+xml, application/atom+xml, application/xml;q=0.9, */*;q=0.5"},
+            headers={
+                "User-Agent": settings.user_agent,
+                "Accept": "application/rss+xml, application/atom+xml, application/xml;q=0.9, */*;q=0.5",
+            },
             transport=transport,
         )
 

@@ -68,7 +68,9 @@ class _Polling:
     zone: ZoneInfo
 
 
-def poll_sources(store: Store, schedule: config.Schedule, names: Iterable[str] = (), fetcher: Fetcher | None = None) -> list[PollResult]:
+def poll_sources(
+    store: Store, schedule: config.Schedule, names: Iterable[str] = (), fetcher: Fetcher | None = None
+) -> list[PollResult]:
     """Poll the named sources (all when none are named), each in its own transaction."""
     wanted = list(names)
     unknown = [n for n in wanted if n not in {s.name for s in schedule.sources}]
@@ -126,7 +128,9 @@ def _record(store: Store, source_id: int, at: datetime, error: str | None, fetch
             source.etag, source.last_modified = fetched.etag, fetched.last_modified
 
 
-def _store_entries(session: Session, source_id: int, spec: config.Source, entries: list[Entry], matcher: TopicMatcher) -> int:
+def _store_entries(
+    session: Session, source_id: int, spec: config.Source, entries: list[Entry], matcher: TopicMatcher
+) -> int:
     """Insert entries not stored before; the unique key settles any race."""
     known: set[str] = set()
     guids = [e.guid for e in entries]

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import jinja2
 
@@ -99,14 +100,16 @@ def shorten(text: str, width: int) -> str:
 class Renderer:
     """Renders posts for any channel from one template environment."""
 
-    def __init__(self, schedule: Schedule, override_dir: Path | None = None, builtin_dir: Path = BUILTIN_TEMPLATES) -> None:
+    def __init__(
+        self, schedule: Schedule, override_dir: Path | None = None, builtin_dir: Path = BUILTIN_TEMPLATES
+    ) -> None:
         self.schedule = schedule
         folders = [str(p) for p in (override_dir, builtin_dir) if p is not None]
         html_channels = {name for name, limits in PLATFORM_LIMITS.items() if limits.markup == "html"}
         self.env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(folders),
             # Telegram's HTML parse mode needs <, >, & escaped; Facebook takes plain text.
-            autoescape=lambda name: bool(name) and name.split("/", 1)[0] in html_channels,
+            autoescape=lambda name: name is not None and name.split("/", 1)[0] in html_channels,  # noqa: S701 - per channel
             undefined=jinja2.StrictUndefined,
             trim_blocks=True,
             lstrip_blocks=True,
@@ -146,7 +149,11 @@ class Renderer:
         def draw(item: ItemView) -> str:
             try:
                 return compiled.render(
-                    item=item, topics=context.topics, link=context.link, campaign=context.campaign, language=context.language
+                    item=item,
+                    topics=context.topics,
+                    link=context.link,
+                    campaign=context.campaign,
+                    language=context.language,
                 ).strip()
             except jinja2.UndefinedError as exc:
                 raise RenderError(f"{name}: {exc.message}") from None
@@ -160,10 +167,9 @@ def _fit(draw: Callable[[ItemView], str], item: ItemView, limits: ChannelLimits,
     for field in ("summary", "title"):
         while (over := visible_length(text, limits.markup) - limits.max_text) > 0 and getattr(item, field):
             current: str = getattr(item, field)
-            item = replace(item, **{field: shorten(current, len(current) - over)})
+            shorter: dict[str, Any] = {field: shorten(current, len(current) - over)}
+            item = replace(item, **shorter)
             text = draw(item)
     if visible_length(text, limits.markup) > limits.max_text:
         raise RenderError(f"{name}: text without summary and title is still over {limits.max_text} characters")
     return text
-
-

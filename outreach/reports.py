@@ -35,7 +35,9 @@ class Counts:
     @property
     def problems(self) -> int:
         """Failed, skipped, or of unknown fate."""
-        return sum(self.deliveries.get(s, 0) for s in (DeliveryStatus.failed, DeliveryStatus.skipped, DeliveryStatus.unknown))
+        return sum(
+            self.deliveries.get(s, 0) for s in (DeliveryStatus.failed, DeliveryStatus.skipped, DeliveryStatus.unknown)
+        )
 
     @property
     def visits(self) -> int:
@@ -72,9 +74,9 @@ def build_report(session: Session) -> Report:
     """Group the delivery and click logs by channel and by campaign."""
     channels: defaultdict[str, Counts] = defaultdict(Counts)
     campaigns: defaultdict[int, Counts] = defaultdict(Counts)
-    deliveries = select(Delivery.channel, Delivery.campaign_id, Delivery.status, Delivery.transport, func.count()).group_by(
-        Delivery.channel, Delivery.campaign_id, Delivery.status, Delivery.transport
-    )
+    deliveries = select(
+        Delivery.channel, Delivery.campaign_id, Delivery.status, Delivery.transport, func.count()
+    ).group_by(Delivery.channel, Delivery.campaign_id, Delivery.status, Delivery.transport)
     for channel, campaign_id, status, transport, n in session.execute(deliveries):
         _add(channels[channel].deliveries, status, n)
         _add(campaigns[campaign_id].deliveries, status, n)
@@ -85,11 +87,11 @@ def build_report(session: Session) -> Report:
         .join(Link, Link.code == Click.code)
         .group_by(Link.channel, Link.campaign_id, Click.kind)
     )
-    for channel, campaign_id, kind, n in session.execute(clicks):
-        _add(channels[channel or "(none)"].clicks, kind, n)
-        if campaign_id is not None:
-            _add(campaigns[campaign_id].clicks, kind, n)
-    titles = {cid: title for cid, title in session.execute(select(Campaign.id, Campaign.title).where(Campaign.id.in_(list(campaigns))))}
+    for link_channel, link_campaign, kind, n in session.execute(clicks):
+        _add(channels[link_channel or "(none)"].clicks, kind, n)
+        if link_campaign is not None:
+            _add(campaigns[link_campaign].clicks, kind, n)
+    titles = dict(session.execute(select(Campaign.id, Campaign.title).where(Campaign.id.in_(list(campaigns)))).all())
     return Report(dict(sorted(channels.items())), dict(sorted(campaigns.items())), titles)
 
 

@@ -42,7 +42,9 @@ class BackgroundServer:
             time.sleep(0.01)
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=10)
         self.sock.close()

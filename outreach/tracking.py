@@ -30,7 +30,20 @@ PREVIEW_AGENTS = (
     "MicrosoftPreview",
     "Discordbot",
 )
-BOT_AGENTS = ("Googlebot", "Google-InspectionTool", "GoogleOther", "AdsBot-Google", "bingbot", "BingPreview", "bot/", "crawler", "spider", "curl/", "python-requests", "Wget/")
+BOT_AGENTS = (
+    "Googlebot",
+    "Google-InspectionTool",
+    "GoogleOther",
+    "AdsBot-Google",
+    "bingbot",
+    "BingPreview",
+    "bot/",
+    "crawler",
+    "spider",
+    "curl/",
+    "python-requests",
+    "Wget/",
+)
 
 
 def classify(method: str, user_agent: str) -> ClickKind:
@@ -76,6 +89,18 @@ def destination(session: Session, code: str) -> str | None:
     return session.scalar(select(Link.destination).where(Link.code == code))
 
 
-def record_click(session: Session, code: str, kind: ClickKind, at: datetime, ip_digest: str | None, user_agent: str, referrer: str | None) -> None:
+def record_click(
+    session: Session,
+    code: str,
+    kind: ClickKind,
+    at: datetime,
+    ip_digest: str | None,
+    user_agent: str,
+    referrer: str | None,
+) -> None:
     """Append one click row (the caller commits before answering)."""
-    session.add(Click(code=code, at=at, kind=kind, ip_hash=ip_digest, user_agent=user_agent[:255] or None, referrer_host=referrer))
+    session.add(
+        Click(
+            code=code, at=at, kind=kind, ip_hash=ip_digest, user_agent=user_agent[:255] or None, referrer_host=referrer
+        )
+    )

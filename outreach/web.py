@@ -45,7 +45,15 @@ def create_app(store: Store, salt: bytes | None = None, clock: Callable[[], date
                 return HTMLResponse(NOT_FOUND_PAGE, status_code=404, headers=NO_STORE)
             if kind is not ClickKind.head:
                 client = request.client.host if request.client else None
-                record_click(session, code, kind, clock(), ip_hash(client, key), user_agent, referrer_host(request.headers.get("referer")))
+                record_click(
+                    session,
+                    code,
+                    kind,
+                    clock(),
+                    ip_hash(client, key),
+                    user_agent,
+                    referrer_host(request.headers.get("referer")),
+                )
         return RedirectResponse(target, status_code=302, headers=NO_STORE)
 
     def healthz(_: Request) -> Response:

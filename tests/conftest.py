@@ -5,6 +5,7 @@ No test reaches the internet: connections to anything but loopback fail loudly.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
@@ -71,7 +72,9 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if not PG_URL:
         if os.environ.get("CI") == "true":
             pytest.fail("CI=true but OUTREACH_TEST_PG_URL is not set: the store tests must run on PostgreSQL")
-        pytest.skip("PostgreSQL tests need OUTREACH_TEST_PG_URL (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test)")
+        pytest.skip(
+            "PostgreSQL tests need OUTREACH_TEST_PG_URL (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test)"
+        )
     yield from _pg_schema_url(PG_URL)
 
 
@@ -103,7 +106,12 @@ def base_config() -> dict:
 def make_settings(tmp_path: Path) -> Callable[..., Settings]:
     """Write a config (the repo's, with changes) to a file and load it."""
 
-    def build(db_url: str | None = None, env: dict[str, str] | None = None, templates_dir: Path | None = None, **changes: object) -> Settings:
+    def build(
+        db_url: str | None = None,
+        env: dict[str, str] | None = None,
+        templates_dir: Path | None = None,
+        **changes: object,
+    ) -> Settings:
         data = base_config()
         data["channels"]["outbox"] = {"dir": str(tmp_path / "outbox")}
         data.update(changes)
@@ -149,7 +157,7 @@ def feed_server() -> Iterator[FeedServer]:
     state = FeedServer()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+        def do_GET(self) -> None:
             state.requests.append((self.path, {k.lower(): v for k, v in self.headers.items()}))
             route = state.routes.get(self.path)
             if route is None:
@@ -169,10 +177,8 @@ def feed_server() -> Iterator[FeedServer]:
             if route.declare_length:
                 self.send_header("Content-Length", str(len(route.body)))
             self.end_headers()
-            try:
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                 self.wfile.write(route.body)
-            except (BrokenPipeError, ConnectionResetError):
-                pass
 
         def log_message(self, *_: object) -> None:
             pass
@@ -200,7 +206,14 @@ def rss(*items: str, channel_extra: str = "") -> bytes:
     ).encode()
 
 
-def rss_item(guid: str, title: str, description: str = "", link: str | None = None, date: str = "Fri, 27 Nov 2026 08:30:00 +0700", category: str = "") -> str:
+def rss_item(
+    guid: str,
+    title: str,
+    description: str = "",
+    link: str | None = None,
+    date: str = "Fri, 27 Nov 2026 08:30:00 +0700",
+    category: str = "",
+) -> str:
     """One RSS <item>; the description is escaped HTML as portals send it."""
     from xml.sax.saxutils import escape
 

@@ -6,7 +6,6 @@ from collections.abc import Callable
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from tests.conftest import FeedServer, base_config, rss, rss_item
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
@@ -17,19 +16,31 @@ from outreach.ingest import poll_sources
 from outreach.links import short_url
 from outreach.models import Campaign, CampaignStatus, Delivery, DeliveryStatus, Item, Link
 from outreach.render import Renderer
+from tests.conftest import FeedServer, base_config, rss, rss_item
 
 VI_ITEMS = (
-    rss_item("vi-1", "Hướng dẫn hoàn thuế giá trị gia tăng cho doanh nghiệp", "<p>Doanh nghiệp nộp hồ sơ <b>hoàn thuế</b> trực tuyến.</p>"),
+    rss_item(
+        "vi-1",
+        "Hướng dẫn hoàn thuế giá trị gia tăng cho doanh nghiệp",
+        "<p>Doanh nghiệp nộp hồ sơ <b>hoàn thuế</b> trực tuyến.</p>",
+    ),
     rss_item("vi-off", "Bài đăng lại từ báo khác", "Tin dẫn nguồn ngoài.", link="https://example.com/tin/1.html"),
 )
 EN_ITEMS = (rss_item("en-1", "Dung Quat Economic Zone welcomes new investors", "Investment incentives for 2027."),)
 
 
-def ingest(store: Store, make_settings: Callable[..., Settings], feed_server: FeedServer, **changes: object) -> Settings:
+def ingest(
+    store: Store, make_settings: Callable[..., Settings], feed_server: FeedServer, **changes: object
+) -> Settings:
     """Serve a Vietnamese and an English feed, poll both into the store, return settings."""
     sources = [
         {"name": "portal-news", "url": feed_server.serve("/vi.rss", body=rss(*VI_ITEMS)), "language": "vi"},
-        {"name": "portal-english", "url": feed_server.serve("/en.rss", body=rss(*EN_ITEMS)), "language": "en", "topics": ["investment"]},
+        {
+            "name": "portal-english",
+            "url": feed_server.serve("/en.rss", body=rss(*EN_ITEMS)),
+            "language": "en",
+            "topics": ["investment"],
+        },
     ]
     settings = make_settings(sources=sources, **changes)
     results = poll_sources(store, settings.schedule)
@@ -59,7 +70,9 @@ def queue(store: Store, settings: Settings, campaign_id: int) -> list[tuple[str,
 # --- creating ----------------------------------------------------------------
 
 
-def test_create_campaign_makes_a_draft_on_all_enabled_channels(store: Store, make_settings: Callable[..., Settings], feed_server: FeedServer) -> None:
+def test_create_campaign_makes_a_draft_on_all_enabled_channels(
+    store: Store, make_settings: Callable[..., Settings], feed_server: FeedServer
+) -> None:
     settings = ingest(store, make_settings, feed_server)
     campaign_id = new_campaign(store, settings, "vi-1")
     with store.sessions() as session:
@@ -69,31 +82,43 @@ def test_create_campaign_makes_a_draft_on_all_enabled_channels(store: Store, mak
         assert campaign.language == "vi"
         assert campaign.title == "Hướng dẫn hoàn thuế giá trị gia tăng cho doanh nghiệp"
         assert campaign.created_by == "tester"
-        assert campaign.item is not None and campaign.item.guid == "vi-1"
+        assert campaign.item is not None
+        assert campaign.item.guid == "vi-1"
 
 
-def test_create_campaign_for_an_unknown_item(store: Store, make_settings: Callable[..., Settings], feed_server: FeedServer) -> None:
+def test_create_campaign_for_an_unknown_item(
+    store: Store, make_settings: Callable[..., Settings], feed_server: FeedServer
+) -> None:
     settings = ingest(store, make_settings, feed_server)
     with store.sessions() as session, pytest.raises(CampaignError, match="no item with id 999999"):
         create_campaign(session, settings, 999_999, "tester")
 
 
-def test_create_campaign_on_a_channel_not_enabled(store: Store, make_settings: Callable[..., Settings], feed_server: FeedServer) -> None:
+def test_create_campaign_on_a_channel_not_enabled(
+    store: Store, make_settings: Callable[..., Settings], feed_server: FeedServer
+) -> None:
     channels = base_config()["channels"]
     channels["telegram_channel"]["enabled"] = False
     settings = ingest(store, make_settings, feed_server, channels=channels)
     with store.sessions() as session:
-        with pytest.raises(CampaignError, match=r"channel\(s\) telegram_channel not enabled in .*schedules\.yaml \(enabled: facebook\)"):
+        with pytest.raises(
+            CampaignError, match=r"channel\(s\) telegram_channel not enabled in .*schedules\.yaml \(enabled: facebook\)"
+        ):
             create_campaign(session, settings, item_id(store, "vi-1"), "tester", ["facebook", "telegram_channel"])
         with pytest.raises(CampaignError, match="zalo"):
             create_campaign(session, settings, item_id(store, "vi-1"), "tester", ["zalo"])
         assert session.scalar(select(func.count()).select_from(Campaign)) == 0
 
 
-def test_create_campaign_refuses_an_item_off_the_portal(store: Store, make_settings: Callable[..., Settings], feed_server: FeedServer) -> None:
+def test_create_campaign_refuses_an_item_off_the_portal(
+    store: Store, make_settings: Callable[..., Settings], feed_server: FeedServer
+) -> None:
     settings = ingest(store, make_settings, feed_server)
     off = item_id(store, "vi-off")
-    with store.sessions() as session, pytest.raises(CampaignError, match=rf"item {off}: example\.com is not in tracker\.allowed_domains"):
+    with (
+        store.sessions() as session,
+        pytest.raises(CampaignError, match=rf"item {off}: example\.com is not in tracker\.allowed_domains"),
+    ):
         create_campaign(session, settings, off, "tester")
 
 
@@ -108,7 +133,11 @@ def test_create_campaign_refuses_an_item_off_the_portal(store: Store, make_setti
     ],
 )
 def test_queue_makes_one_delivery_per_target_taking_the_language(
-    store: Store, make_settings: Callable[..., Settings], feed_server: FeedServer, guid: str, expected: list[tuple[str, str]]
+    store: Store,
+    make_settings: Callable[..., Settings],
+    feed_server: FeedServer,
+    guid: str,
+    expected: list[tuple[str, str]],
 ) -> None:
     settings = ingest(store, make_settings, feed_server)
     campaign_id = new_campaign(store, settings, guid)
@@ -118,7 +147,9 @@ def test_queue_makes_one_delivery_per_target_taking_the_language(
     with store.sessions() as session:
         assert session.get_one(Campaign, campaign_id).status == CampaignStatus.scheduled
         item = session.get_one(Item, item_id(store, guid))
-        deliveries = list(session.scalars(select(Delivery).where(Delivery.campaign_id == campaign_id).order_by(Delivery.channel)))
+        deliveries = list(
+            session.scalars(select(Delivery).where(Delivery.campaign_id == campaign_id).order_by(Delivery.channel))
+        )
         assert [(d.channel, d.target) for d in deliveries] == expected
         codes = {d.link_code for d in deliveries}
         assert len(codes) == len(deliveries)  # each target has its own tracked link
@@ -140,7 +171,9 @@ def test_queue_makes_one_delivery_per_target_taking_the_language(
             assert item.title in delivery.text
 
 
-def test_queueing_twice_adds_nothing(store: Store, make_settings: Callable[..., Settings], feed_server: FeedServer) -> None:
+def test_queueing_twice_adds_nothing(
+    store: Store, make_settings: Callable[..., Settings], feed_server: FeedServer
+) -> None:
     settings = ingest(store, make_settings, feed_server)
     campaign_id = new_campaign(store, settings, "vi-1")
     first = queue(store, settings, campaign_id)
@@ -152,26 +185,36 @@ def test_queueing_twice_adds_nothing(store: Store, make_settings: Callable[..., 
         assert set(session.scalars(select(Delivery.link_code))) == {code for _, _, code in first}
 
 
-def test_database_rejects_a_second_copy_of_a_delivery(store: Store, make_settings: Callable[..., Settings], feed_server: FeedServer) -> None:
+def test_database_rejects_a_second_copy_of_a_delivery(
+    store: Store, make_settings: Callable[..., Settings], feed_server: FeedServer
+) -> None:
     settings = ingest(store, make_settings, feed_server)
     campaign_id = new_campaign(store, settings, "vi-1")
     queue(store, settings, campaign_id)
 
     with store.sessions() as session:
-        session.add(Delivery(campaign_id=campaign_id, channel="facebook", target="quangngai.gov.vn", language="vi", text="copy"))
+        session.add(
+            Delivery(campaign_id=campaign_id, channel="facebook", target="quangngai.gov.vn", language="vi", text="copy")
+        )
         with pytest.raises(IntegrityError):
             session.flush()
         session.rollback()
         # The key is the triple: another target of the same campaign and channel is fine.
-        session.add(Delivery(campaign_id=campaign_id, channel="facebook", target="another-page", language="vi", text="other"))
+        session.add(
+            Delivery(campaign_id=campaign_id, channel="facebook", target="another-page", language="vi", text="other")
+        )
         session.commit()
     with store.sessions() as session:
-        rows = session.execute(select(Delivery.target, Delivery.text).where(Delivery.channel == "facebook").order_by(Delivery.id)).all()
+        rows = session.execute(
+            select(Delivery.target, Delivery.text).where(Delivery.channel == "facebook").order_by(Delivery.id)
+        ).all()
         assert [target for target, _ in rows] == ["quangngai.gov.vn", "another-page"]
         assert rows[0].text != "copy"
 
 
-def test_queue_refuses_a_finished_campaign(store: Store, make_settings: Callable[..., Settings], feed_server: FeedServer) -> None:
+def test_queue_refuses_a_finished_campaign(
+    store: Store, make_settings: Callable[..., Settings], feed_server: FeedServer
+) -> None:
     settings = ingest(store, make_settings, feed_server)
     campaign_id = new_campaign(store, settings, "vi-1")
     with store.sessions.begin() as session:
@@ -197,18 +240,28 @@ def test_queue_fails_whole_when_a_channel_has_no_target_for_the_language(
         assert session.get_one(Campaign, campaign_id).status == CampaignStatus.draft
 
 
-def test_create_refuses_a_channel_without_a_target_for_the_language(store: Store, make_settings: Callable[..., Settings], feed_server: FeedServer) -> None:
+def test_create_refuses_a_channel_without_a_target_for_the_language(
+    store: Store, make_settings: Callable[..., Settings], feed_server: FeedServer
+) -> None:
     channels = base_config()["channels"]
     channels["telegram_channel"]["targets"] = [{"id": "@vi_only", "languages": ["vi"]}]
     settings = ingest(store, make_settings, feed_server, channels=channels)
-    with pytest.raises(CampaignError, match="channel telegram_channel has no target taking language 'en'"), store.sessions.begin() as session:
+    with (
+        pytest.raises(CampaignError, match="channel telegram_channel has no target taking language 'en'"),
+        store.sessions.begin() as session,
+    ):
         create_campaign(session, settings, item_id(store, "en-1"), "tester")
 
 
-def test_an_item_announced_on_a_channel_is_refused_again_unless_forced(store: Store, make_settings: Callable[..., Settings], feed_server: FeedServer) -> None:
+def test_an_item_announced_on_a_channel_is_refused_again_unless_forced(
+    store: Store, make_settings: Callable[..., Settings], feed_server: FeedServer
+) -> None:
     settings = ingest(store, make_settings, feed_server)
     first = new_campaign(store, settings, "vi-1", ("facebook",))
-    with pytest.raises(CampaignError, match=f"already has campaign {first} \\(draft\\) on facebook; use --force"), store.sessions.begin() as session:
+    with (
+        pytest.raises(CampaignError, match=f"already has campaign {first} \\(draft\\) on facebook; use --force"),
+        store.sessions.begin() as session,
+    ):
         create_campaign(session, settings, item_id(store, "vi-1"), "tester")
     assert new_campaign(store, settings, "vi-1", ("telegram_channel",)) != first  # another channel is fine
     with store.sessions.begin() as session:
@@ -216,21 +269,26 @@ def test_an_item_announced_on_a_channel_is_refused_again_unless_forced(store: St
         assert again.id not in (first,)
     with store.sessions.begin() as session:
         session.get_one(Campaign, first).status = CampaignStatus.cancelled
-    with store.sessions.begin() as session:  # a cancelled campaign does not count; the forced one does
-        with pytest.raises(CampaignError, match=f"already has campaign {again.id}"):
-            create_campaign(session, settings, item_id(store, "vi-1"), "tester", ["facebook"])
+    # a cancelled campaign does not count; the forced one does
+    with store.sessions.begin() as session, pytest.raises(CampaignError, match=f"already has campaign {again.id}"):
+        create_campaign(session, settings, item_id(store, "vi-1"), "tester", ["facebook"])
 
 
 # --- previewing --------------------------------------------------------------
 
 
-def test_preview_renders_each_channel_with_a_placeholder_link(store: Store, make_settings: Callable[..., Settings], feed_server: FeedServer) -> None:
+def test_preview_renders_each_channel_with_a_placeholder_link(
+    store: Store, make_settings: Callable[..., Settings], feed_server: FeedServer
+) -> None:
     settings = ingest(store, make_settings, feed_server)
     campaign_id = new_campaign(store, settings, "vi-1")
     placeholder = short_url(settings.schedule.tracker.public_url, PREVIEW_CODE)
     with store.sessions() as session:
         previews = preview_campaign(settings, Renderer(settings.schedule), session.get_one(Campaign, campaign_id))
-    assert [(p.channel, p.targets) for p in previews] == [("facebook", ["quangngai.gov.vn"]), ("telegram_channel", ["@quangngai_doanhnghiep"])]
+    assert [(p.channel, p.targets) for p in previews] == [
+        ("facebook", ["quangngai.gov.vn"]),
+        ("telegram_channel", ["@quangngai_doanhnghiep"]),
+    ]
     facebook, telegram = previews
     assert f"👉 Xem chi tiết: {placeholder}" in facebook.text
     assert f'<a href="{placeholder}">' in telegram.text

@@ -91,7 +91,8 @@ def test_missing_required_section_and_version(tmp_path: Path) -> None:
 
 def test_unknown_time_zone(tmp_path: Path) -> None:
     [problem] = problems(tmp_path, MINIMAL.replace("version: 1\n", "version: 1\ntimezone: Asia/Hanoi_City\n"))
-    assert ":2: timezone:" in problem and "unknown time zone 'Asia/Hanoi_City'" in problem
+    assert ":2: timezone:" in problem
+    assert "unknown time zone 'Asia/Hanoi_City'" in problem
 
 
 def test_duplicate_source_name(tmp_path: Path) -> None:
@@ -120,14 +121,18 @@ def test_dotenv_is_read_but_environment_wins(tmp_path: Path, monkeypatch: pytest
     dotenv.write_text("OUTREACH_FACEBOOK_PAGE_TOKEN=from-file\nOUTREACH_CLICK_SALT=file-salt\n", encoding="utf-8")
     monkeypatch.setenv("OUTREACH_CLICK_SALT", "env-salt")
     secrets = Secrets.from_env(environment(dotenv))
-    assert secrets.facebook_page_token and secrets.facebook_page_token.get_secret_value() == "from-file"
-    assert secrets.click_salt and secrets.click_salt.get_secret_value() == "env-salt"
+    assert secrets.facebook_page_token
+    assert secrets.facebook_page_token.get_secret_value() == "from-file"
+    assert secrets.click_salt
+    assert secrets.click_salt.get_secret_value() == "env-salt"
 
 
 def test_a_key_given_twice_is_refused(tmp_path: Path) -> None:
     text = MINIMAL + "tracker:\n  public_url: https://other.vn\n  allowed_domains: [x.vn]\n"
     [problem] = problems(tmp_path, text)
-    assert problem.startswith(f"{tmp_path / 'schedules.yaml'}:13: invalid YAML: key 'tracker' appears twice (first at line 10)")
+    assert problem.startswith(
+        f"{tmp_path / 'schedules.yaml'}:13: invalid YAML: key 'tracker' appears twice (first at line 10)"
+    )
 
 
 def test_yaml_error_names_where_the_broken_construct_began(tmp_path: Path) -> None:
@@ -141,5 +146,7 @@ def test_database_url_from_dotenv_and_outbox_beside_the_config(tmp_path: Path, m
     path = write(tmp_path, MINIMAL)
     settings = load_settings(path, env={"OUTREACH_DATABASE_URL": "postgresql+psycopg://app:pw@db/outreach"})
     assert settings.database_url == "postgresql+psycopg://app:pw@db/outreach"
-    assert load_settings(path, "sqlite:///x.db", env={"OUTREACH_DATABASE_URL": "ignored"}).database_url == "sqlite:///x.db"
+    assert (
+        load_settings(path, "sqlite:///x.db", env={"OUTREACH_DATABASE_URL": "ignored"}).database_url == "sqlite:///x.db"
+    )
     assert settings.schedule.channels.outbox.dir == tmp_path / "outbox"

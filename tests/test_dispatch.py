@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from tests.conftest import base_config
 from sqlalchemy import select
 
 from channels import build_channels
@@ -21,6 +20,7 @@ from outreach.db import Store
 from outreach.dispatch import MAX_ATTEMPTS, SendReport, send_pending
 from outreach.models import Campaign, CampaignStatus, Delivery, DeliveryStatus, Item, Source
 from outreach.render import Renderer
+from tests.conftest import base_config
 
 NOW = datetime(2026, 11, 27, 3, 0, tzinfo=UTC)
 
@@ -106,10 +106,14 @@ def test_send_pending_writes_one_outbox_file_per_delivery(store: Store, make_set
     assert (report.sent, report.failed, report.retrying, report.unknown, report.recovered) == (2, 0, 0, 0, 0)
     outbox = settings.schedule.channels.outbox.dir
     sent = deliveries(store)
-    assert sorted(outbox_files(outbox)) == sorted(outbox / d.channel / f"c{d.campaign_id}-d{d.id}-{d.link_code}.txt" for d in sent)
+    assert sorted(outbox_files(outbox)) == sorted(
+        outbox / d.channel / f"c{d.campaign_id}-d{d.id}-{d.link_code}.txt" for d in sent
+    )
     with store.sessions() as session:
         for delivery in sent:
-            header, text = read_outbox_file(outbox / delivery.channel / f"c{delivery.campaign_id}-d{delivery.id}-{delivery.link_code}.txt")
+            header, text = read_outbox_file(
+                outbox / delivery.channel / f"c{delivery.campaign_id}-d{delivery.id}-{delivery.link_code}.txt"
+            )
             link = session.get_one(Delivery, delivery.id).link
             assert link is not None
             assert header["channel"] == delivery.channel
@@ -120,7 +124,10 @@ def test_send_pending_writes_one_outbox_file_per_delivery(store: Store, make_set
             assert header["link"] == {"code": delivery.link_code, "destination": link.destination}
             assert text == delivery.text
             assert delivery.status == DeliveryStatus.sent
-            assert delivery.platform_id == f"outbox:{delivery.channel}/c{delivery.campaign_id}-d{delivery.id}-{delivery.link_code}.txt"
+            assert (
+                delivery.platform_id
+                == f"outbox:{delivery.channel}/c{delivery.campaign_id}-d{delivery.id}-{delivery.link_code}.txt"
+            )
             assert delivery.transport == "outbox"
             assert delivery.attempts == 1
             assert delivery.sent_at == NOW
@@ -158,11 +165,15 @@ def test_interrupted_outbox_delivery_is_sent_once(store: Store, make_settings: C
     after = delivery_of(store, "facebook")
     assert (after.status, after.attempts) == (DeliveryStatus.sent, 2)
     files = outbox_files(settings.schedule.channels.outbox.dir)
-    assert [p.name for p in files if p.parent.name == "facebook"] == [f"c{stuck.campaign_id}-d{stuck.id}-{stuck.link_code}.txt"]
+    assert [p.name for p in files if p.parent.name == "facebook"] == [
+        f"c{stuck.campaign_id}-d{stuck.id}-{stuck.link_code}.txt"
+    ]
     assert campaign_status(store, campaign_id) == CampaignStatus.done
 
 
-def test_interrupted_post_on_a_non_idempotent_channel_becomes_unknown(store: Store, make_settings: Callable[..., Settings]) -> None:
+def test_interrupted_post_on_a_non_idempotent_channel_becomes_unknown(
+    store: Store, make_settings: Callable[..., Settings]
+) -> None:
     settings = make_settings()
     campaign_id = make_campaign(store, settings)
     stuck = delivery_of(store, "facebook")
@@ -177,12 +188,15 @@ def test_interrupted_post_on_a_non_idempotent_channel_becomes_unknown(store: Sto
     after = delivery_of(store, "facebook")
     assert after.status == DeliveryStatus.unknown
     assert after.attempts == 1
-    assert after.last_error is not None and "may have been posted" in after.last_error
+    assert after.last_error is not None
+    assert "may have been posted" in after.last_error
     assert delivery_of(store, "telegram_channel").status == DeliveryStatus.sent
     assert campaign_status(store, campaign_id) == CampaignStatus.sending  # an operator must settle it
 
 
-def test_interrupted_post_whose_transport_changed_is_not_resent(sqlite_store: Store, make_settings: Callable[..., Settings]) -> None:
+def test_interrupted_post_whose_transport_changed_is_not_resent(
+    sqlite_store: Store, make_settings: Callable[..., Settings]
+) -> None:
     # Posted through the Facebook adapter before the crash; the token is gone now and
     # the channel falls back to the outbox: that must not count as "the same transport".
     settings = make_settings()
@@ -196,23 +210,35 @@ def test_interrupted_post_whose_transport_changed_is_not_resent(sqlite_store: St
     assert not (settings.schedule.channels.outbox.dir / "facebook").exists()
 
 
-def test_a_young_claim_belongs_to_another_dispatcher(sqlite_store: Store, make_settings: Callable[..., Settings]) -> None:
+def test_a_young_claim_belongs_to_another_dispatcher(
+    sqlite_store: Store, make_settings: Callable[..., Settings]
+) -> None:
     settings = make_settings()
     make_campaign(sqlite_store, settings)
     busy = delivery_of(sqlite_store, "facebook")
-    set_state(sqlite_store, busy.id, status=DeliveryStatus.sending, transport="facebook", attempts=1, claimed_at=NOW - timedelta(seconds=30))
+    set_state(
+        sqlite_store,
+        busy.id,
+        status=DeliveryStatus.sending,
+        transport="facebook",
+        attempts=1,
+        claimed_at=NOW - timedelta(seconds=30),
+    )
     facebook = FakeChannel("facebook")
 
     report = send(sqlite_store, {"facebook": facebook, "telegram_channel": FakeChannel("telegram_channel")})
 
-    assert report.recovered == 0 and facebook.calls == []
+    assert report.recovered == 0
+    assert facebook.calls == []
     assert delivery_of(sqlite_store, "facebook").status == DeliveryStatus.sending
     later = send(sqlite_store, {"facebook": facebook}, now=NOW + timedelta(minutes=10))
     assert later.recovered == 1
     assert delivery_of(sqlite_store, "facebook").status == DeliveryStatus.unknown
 
 
-def test_deliveries_for_a_disabled_channel_wait_and_are_reported(sqlite_store: Store, make_settings: Callable[..., Settings]) -> None:
+def test_deliveries_for_a_disabled_channel_wait_and_are_reported(
+    sqlite_store: Store, make_settings: Callable[..., Settings]
+) -> None:
     settings = make_settings()
     make_campaign(sqlite_store, settings)
     telegram = FakeChannel("telegram_channel")
@@ -232,7 +258,8 @@ def test_only_one_of_two_dispatchers_claims_a_delivery(store: Store, make_settin
     target = delivery_of(store, "facebook")
     first = _claim(store, target.id, FakeChannel("facebook"), NOW)
     second = _claim(store, target.id, FakeChannel("facebook"), NOW)
-    assert first is not None and first.delivery_id == target.id
+    assert first is not None
+    assert first.delivery_id == target.id
     assert second is None
     after = delivery_of(store, "facebook")
     assert (after.status, after.attempts, after.claimed_at) == (DeliveryStatus.sending, 1, NOW)
@@ -247,14 +274,17 @@ def test_a_cancelled_campaign_sends_nothing(sqlite_store: Store, make_settings: 
 
     report = send(sqlite_store, {"facebook": facebook, "telegram_channel": FakeChannel("telegram_channel")})
 
-    assert facebook.calls == [] and report.sent == 0
+    assert facebook.calls == []
+    assert report.sent == 0
     assert {d.status for d in deliveries(sqlite_store)} == {DeliveryStatus.pending}
 
 
 # --- errors from channels ----------------------------------------------------
 
 
-def test_transient_error_keeps_the_delivery_pending_until_retry_after(sqlite_store: Store, make_settings: Callable[..., Settings]) -> None:
+def test_transient_error_keeps_the_delivery_pending_until_retry_after(
+    sqlite_store: Store, make_settings: Callable[..., Settings]
+) -> None:
     settings = make_settings()
     campaign_id = make_campaign(sqlite_store, settings)
     telegram = FakeChannel("telegram_channel", errors=[Transient("Flood control exceeded", retry_after=90)])
@@ -274,24 +304,45 @@ def test_transient_error_keeps_the_delivery_pending_until_retry_after(sqlite_sto
     assert len(telegram.calls) == 1
     assert send(sqlite_store, channels, now=NOW + timedelta(seconds=90)).sent == 1
     done = delivery_of(sqlite_store, "telegram_channel")
-    assert (done.status, done.attempts, done.platform_id, done.last_error) == (DeliveryStatus.sent, 2, f"telegram_channel-{done.id}", None)
+    assert (done.status, done.attempts, done.platform_id, done.last_error) == (
+        DeliveryStatus.sent,
+        2,
+        f"telegram_channel-{done.id}",
+        None,
+    )
     assert campaign_status(sqlite_store, campaign_id) == CampaignStatus.done
 
 
-def test_transient_error_without_retry_after_backs_off_with_jitter(sqlite_store: Store, make_settings: Callable[..., Settings]) -> None:
+def test_transient_error_without_retry_after_backs_off_with_jitter(
+    sqlite_store: Store, make_settings: Callable[..., Settings]
+) -> None:
     settings = make_settings()
     make_campaign(sqlite_store, settings)
-    send(sqlite_store, {"facebook": FakeChannel("facebook", errors=[Transient("HTTP 503")]), "telegram_channel": FakeChannel("telegram_channel")})
+    send(
+        sqlite_store,
+        {
+            "facebook": FakeChannel("facebook", errors=[Transient("HTTP 503")]),
+            "telegram_channel": FakeChannel("telegram_channel"),
+        },
+    )
     waiting = delivery_of(sqlite_store, "facebook")
     assert waiting.next_attempt_at is not None
     assert timedelta(seconds=24) <= waiting.next_attempt_at - NOW <= timedelta(seconds=36)
 
 
-def test_transient_error_on_the_last_attempt_fails_the_delivery(sqlite_store: Store, make_settings: Callable[..., Settings]) -> None:
+def test_transient_error_on_the_last_attempt_fails_the_delivery(
+    sqlite_store: Store, make_settings: Callable[..., Settings]
+) -> None:
     settings = make_settings()
     campaign_id = make_campaign(sqlite_store, settings)
     set_state(sqlite_store, delivery_of(sqlite_store, "facebook").id, attempts=MAX_ATTEMPTS - 1)
-    report = send(sqlite_store, {"facebook": FakeChannel("facebook", errors=[Transient("HTTP 503")]), "telegram_channel": FakeChannel("telegram_channel")})
+    report = send(
+        sqlite_store,
+        {
+            "facebook": FakeChannel("facebook", errors=[Transient("HTTP 503")]),
+            "telegram_channel": FakeChannel("telegram_channel"),
+        },
+    )
     assert report.failed == 1
     failed = delivery_of(sqlite_store, "facebook")
     assert (failed.status, failed.attempts, failed.last_error) == (DeliveryStatus.failed, MAX_ATTEMPTS, "HTTP 503")
@@ -318,14 +369,22 @@ def test_rejected_message_fails_for_good_with_its_reason(store: Store, make_sett
 def test_recipient_gone_skips_the_delivery(sqlite_store: Store, make_settings: Callable[..., Settings]) -> None:
     settings = make_settings()
     campaign_id = make_campaign(sqlite_store, settings)
-    report = send(sqlite_store, {"facebook": FakeChannel("facebook"), "telegram_channel": FakeChannel("telegram_channel", errors=[RecipientGone("Forbidden: bot was kicked")])})
+    report = send(
+        sqlite_store,
+        {
+            "facebook": FakeChannel("facebook"),
+            "telegram_channel": FakeChannel("telegram_channel", errors=[RecipientGone("Forbidden: bot was kicked")]),
+        },
+    )
     assert (report.sent, report.skipped, report.failed) == (1, 1, 0)
     skipped = delivery_of(sqlite_store, "telegram_channel")
     assert (skipped.status, skipped.last_error) == (DeliveryStatus.skipped, "Forbidden: bot was kicked")
     assert campaign_status(sqlite_store, campaign_id) == CampaignStatus.done  # skipped is not an error
 
 
-def test_auth_failure_pauses_the_channel_and_loses_nothing(sqlite_store: Store, make_settings: Callable[..., Settings]) -> None:
+def test_auth_failure_pauses_the_channel_and_loses_nothing(
+    sqlite_store: Store, make_settings: Callable[..., Settings]
+) -> None:
     channels_config = base_config()["channels"]
     channels_config["telegram_channel"]["targets"] = [{"id": f"@qn_{n}", "languages": ["vi"]} for n in range(3)]
     settings = make_settings(channels=channels_config)
@@ -337,7 +396,8 @@ def test_auth_failure_pauses_the_channel_and_loses_nothing(sqlite_store: Store, 
 
     assert report.paused_channels == ["telegram_channel"]
     assert len(telegram.calls) == 1  # the other two were not tried with a bad token
-    assert len(facebook.calls) == 1 and report.sent == 1
+    assert len(facebook.calls) == 1
+    assert report.sent == 1
     waiting = [d for d in deliveries(sqlite_store) if d.channel == "telegram_channel"]
     assert len(waiting) == 3
     assert all(d.status == DeliveryStatus.pending and d.attempts == 0 for d in waiting)
@@ -346,7 +406,11 @@ def test_auth_failure_pauses_the_channel_and_loses_nothing(sqlite_store: Store, 
     # With a good token the next run delivers all three.
     report = send(sqlite_store, {"facebook": facebook, "telegram_channel": telegram})
     assert (report.sent, report.paused_channels) == (3, [])
-    assert all(d.status == DeliveryStatus.sent and d.attempts == 1 for d in deliveries(sqlite_store) if d.channel == "telegram_channel")
+    assert all(
+        d.status == DeliveryStatus.sent and d.attempts == 1
+        for d in deliveries(sqlite_store)
+        if d.channel == "telegram_channel"
+    )
     assert campaign_status(sqlite_store, campaign_id) == CampaignStatus.done
 
 
@@ -364,7 +428,11 @@ def test_unexpected_error_is_ambiguous_unless_the_channel_is_idempotent(
     after = delivery_of(sqlite_store, "facebook")
     assert after.status == status
     assert after.last_error == "RuntimeError: connection reset after upload"
-    send(sqlite_store, {"facebook": facebook, "telegram_channel": FakeChannel("telegram_channel")}, now=NOW + timedelta(hours=1))
+    send(
+        sqlite_store,
+        {"facebook": facebook, "telegram_channel": FakeChannel("telegram_channel")},
+        now=NOW + timedelta(hours=1),
+    )
     assert len(facebook.calls) == (2 if idempotent else 1)  # only a channel that cannot duplicate is tried again
 
 
@@ -387,11 +455,15 @@ def test_tokens_never_reach_the_stored_error(sqlite_store: Store, make_settings:
     settings = make_settings()
     make_campaign(sqlite_store, settings)
     token = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw_"
-    leak = Transient(f"POST https://api.telegram.org/bot{token}/sendMessage failed; graph ?access_token=EAAB123secret&x=1")
+    leak = Transient(
+        f"POST https://api.telegram.org/bot{token}/sendMessage failed; graph ?access_token=EAAB123secret&x=1"
+    )
     telegram = FakeChannel("telegram_channel", errors=[leak])
 
     send(sqlite_store, {"telegram_channel": telegram})
 
     error = delivery_of(sqlite_store, "telegram_channel").last_error or ""
-    assert token not in error and "EAAB123secret" not in error
-    assert "bot***/sendMessage" in error and "access_token=***&x=1" in error
+    assert token not in error
+    assert "EAAB123secret" not in error
+    assert "bot***/sendMessage" in error
+    assert "access_token=***&x=1" in error

@@ -43,10 +43,17 @@ TAX = rss_item(
     "<p>Doanh nghiệp nộp <strong>tờ khai</strong> trước 20/11 &amp; nộp thuế đúng hạn.</p>",
     category="Thuế và cuộc sống",
 )
-LAND = rss_item("qng-2", "Lấy ý kiến dự thảo Bảng giá đất năm 2027", "Góp ý trước ngày 15/12.", date="Thu, 26 Nov 2026 23:15:00 +0700")
+LAND = rss_item(
+    "qng-2",
+    "Lấy ý kiến dự thảo Bảng giá đất năm 2027",
+    "Góp ý trước ngày 15/12.",
+    date="Thu, 26 Nov 2026 23:15:00 +0700",
+)
 
 
-def test_rss_items_are_stored_clean(store: Store, feed_server: FeedServer, make_settings: Callable[..., Settings]) -> None:
+def test_rss_items_are_stored_clean(
+    store: Store, feed_server: FeedServer, make_settings: Callable[..., Settings]
+) -> None:
     url = feed_server.serve("/rss", body=rss(TAX, LAND))
     settings = settings_for(make_settings, {"name": "news", "url": url, "topics": ["procedures"]})
     [result] = poll(store, settings)
@@ -62,10 +69,13 @@ def test_rss_items_are_stored_clean(store: Store, feed_server: FeedServer, make_
     assert land.published_at == datetime(2026, 11, 26, 16, 15, tzinfo=UTC)
     assert "bang gia dat" in land.search_text
     row = source_row(store, "news")
-    assert row.last_error is None and row.last_ok_at is not None
+    assert row.last_error is None
+    assert row.last_ok_at is not None
 
 
-def test_polling_twice_stores_nothing_new(store: Store, feed_server: FeedServer, make_settings: Callable[..., Settings]) -> None:
+def test_polling_twice_stores_nothing_new(
+    store: Store, feed_server: FeedServer, make_settings: Callable[..., Settings]
+) -> None:
     url = feed_server.serve("/rss", body=rss(TAX, LAND))
     settings = settings_for(make_settings, {"name": "news", "url": url})
     assert poll(store, settings)[0].new == 2
@@ -74,15 +84,22 @@ def test_polling_twice_stores_nothing_new(store: Store, feed_server: FeedServer,
     assert len(items(store)) == 2
 
 
-def test_duplicate_guids_in_one_feed_keep_the_first(store: Store, feed_server: FeedServer, make_settings: Callable[..., Settings]) -> None:
+def test_duplicate_guids_in_one_feed_keep_the_first(
+    store: Store, feed_server: FeedServer, make_settings: Callable[..., Settings]
+) -> None:
     repeat = rss_item("qng-1", "Bản sửa: tiêu đề khác")
     url = feed_server.serve("/rss", body=rss(TAX, repeat, LAND))
     [result] = poll(store, settings_for(make_settings, {"name": "news", "url": url}))
     assert result.new == 2
-    assert [i.title for i in items(store)] == ["Hạn nộp tờ khai thuế tháng 10", "Lấy ý kiến dự thảo Bảng giá đất năm 2027"]
+    assert [i.title for i in items(store)] == [
+        "Hạn nộp tờ khai thuế tháng 10",
+        "Lấy ý kiến dự thảo Bảng giá đất năm 2027",
+    ]
 
 
-def test_link_is_the_fallback_guid(store: Store, feed_server: FeedServer, make_settings: Callable[..., Settings]) -> None:
+def test_link_is_the_fallback_guid(
+    store: Store, feed_server: FeedServer, make_settings: Callable[..., Settings]
+) -> None:
     no_guid = "<item><title>Không có guid</title><link>https://quangngai.gov.vn/a-1.html</link></item>"
     no_anything = "<item><title>Không có gì</title></item>"
     url = feed_server.serve("/rss", body=rss(no_guid, no_anything))
@@ -92,16 +109,21 @@ def test_link_is_the_fallback_guid(store: Store, feed_server: FeedServer, make_s
     assert items(store)[0].guid == "https://quangngai.gov.vn/a-1.html"
 
 
-def test_malformed_feed_keeps_what_it_could_read(store: Store, feed_server: FeedServer, make_settings: Callable[..., Settings]) -> None:
+def test_malformed_feed_keeps_what_it_could_read(
+    store: Store, feed_server: FeedServer, make_settings: Callable[..., Settings]
+) -> None:
     broken = rss(TAX, LAND).replace(b"</channel></rss>", b"<item><title>cut off")
     url = feed_server.serve("/rss", body=broken)
     [result] = poll(store, settings_for(make_settings, {"name": "news", "url": url}))
     assert result.new == 2
-    assert result.error and result.error.startswith("partly read (2 entries kept)")
+    assert result.error
+    assert result.error.startswith("partly read (2 entries kept)")
     assert source_row(store, "news").last_error == result.error
 
 
-def test_partial_read_sets_no_validators(store: Store, feed_server: FeedServer, make_settings: Callable[..., Settings]) -> None:
+def test_partial_read_sets_no_validators(
+    store: Store, feed_server: FeedServer, make_settings: Callable[..., Settings]
+) -> None:
     broken = rss(TAX).replace(b"</channel></rss>", b"<item><title>cut")
     url = feed_server.serve("/rss", body=broken, etag='"v1"')
     settings = settings_for(make_settings, {"name": "news", "url": url})
@@ -110,12 +132,17 @@ def test_partial_read_sets_no_validators(store: Store, feed_server: FeedServer, 
     assert poll(store, settings)[0].not_modified is False  # fetched in full again
 
 
-def test_html_page_instead_of_feed(store: Store, feed_server: FeedServer, make_settings: Callable[..., Settings]) -> None:
-    page = "<!doctype html><html><head><title>Cổng thông tin</title></head><body><p>Trang chủ</p></body></html>".encode()
+def test_html_page_instead_of_feed(
+    store: Store, feed_server: FeedServer, make_settings: Callable[..., Settings]
+) -> None:
+    page = (
+        "<!doctype html><html><head><title>Cổng thông tin</title></head><body><p>Trang chủ</p></body></html>".encode()
+    )
     url = feed_server.serve("/rss", body=page, headers={"Content-Type": "text/html; charset=utf-8"})
     [result] = poll(store, settings_for(make_settings, {"name": "news", "url": url}))
     assert result.new == 0
-    assert result.error and result.error.startswith("not an RSS or Atom feed (text/html; charset=utf-8)")
+    assert result.error
+    assert result.error.startswith("not an RSS or Atom feed (text/html; charset=utf-8)")
     assert items(store) == []
 
 
@@ -124,11 +151,14 @@ def test_feed_over_the_size_cap(store: Store, feed_server: FeedServer, make_sett
     assert len(big) > 50_000
     url = feed_server.serve("/rss", body=big)
     [result] = poll(store, settings_for(make_settings, {"name": "news", "url": url}, max_bytes=50_000))
-    assert result.error and "over the 50,000-byte cap" in result.error
+    assert result.error
+    assert "over the 50,000-byte cap" in result.error
     assert items(store) == []
 
 
-def test_undeclared_length_over_the_size_cap(store: Store, feed_server: FeedServer, make_settings: Callable[..., Settings]) -> None:
+def test_undeclared_length_over_the_size_cap(
+    store: Store, feed_server: FeedServer, make_settings: Callable[..., Settings]
+) -> None:
     big = rss(*(rss_item(f"qng-{n}", "Tin " * 40, "Nội dung " * 100) for n in range(40)))
     url = feed_server.serve("/rss", body=big, declare_length=False)
     [result] = poll(store, settings_for(make_settings, {"name": "news", "url": url}, max_bytes=50_000))
@@ -136,7 +166,9 @@ def test_undeclared_length_over_the_size_cap(store: Store, feed_server: FeedServ
     assert items(store) == []
 
 
-def test_plain_guids_stay_as_written_and_links_resolve_against_the_feed(store: Store, feed_server: FeedServer, make_settings: Callable[..., Settings]) -> None:
+def test_plain_guids_stay_as_written_and_links_resolve_against_the_feed(
+    store: Store, feed_server: FeedServer, make_settings: Callable[..., Settings]
+) -> None:
     entry = (
         "<item><title>Tin</title><guid>12345</guid><link>/tin-tuc/12345.html</link>"
         '<enclosure url="/uploads/a.jpg" type="image/jpeg" length="1"/></item>'
@@ -151,7 +183,9 @@ def test_plain_guids_stay_as_written_and_links_resolve_against_the_feed(store: S
     assert result.error == "1 entries without id or link skipped"  # a bare guid is no link to post
 
 
-def test_dates_without_a_zone_are_local_and_future_dates_are_capped(store: Store, feed_server: FeedServer, make_settings: Callable[..., Settings]) -> None:
+def test_dates_without_a_zone_are_local_and_future_dates_are_capped(
+    store: Store, feed_server: FeedServer, make_settings: Callable[..., Settings]
+) -> None:
     naive = rss_item("qng-1", "Không múi giờ", date="Fri, 27 Nov 2026 08:30:00")
     future = rss_item("qng-2", "Ngày trong tương lai", date="Thu, 01 Jan 2099 00:00:00 +0700")
     url = feed_server.serve("/rss", body=rss(naive, future))
@@ -163,7 +197,9 @@ def test_dates_without_a_zone_are_local_and_future_dates_are_capped(store: Store
     assert before <= second.published_at <= datetime.now(UTC)
 
 
-def test_very_long_guid_is_kept_as_a_digest(store: Store, feed_server: FeedServer, make_settings: Callable[..., Settings]) -> None:
+def test_very_long_guid_is_kept_as_a_digest(
+    store: Store, feed_server: FeedServer, make_settings: Callable[..., Settings]
+) -> None:
     long_link = "https://quangngai.gov.vn/tin-tuc/" + "a" * 1100 + ".html"
     no_guid = f"<item><title>Liên kết dài</title><link>{long_link}</link></item>"
     url = feed_server.serve("/rss", body=rss(no_guid, TAX))
@@ -171,14 +207,16 @@ def test_very_long_guid_is_kept_as_a_digest(store: Store, feed_server: FeedServe
     assert poll(store, settings)[0].new == 2
     assert poll(store, settings)[0].new == 0
     long_item = next(i for i in items(store) if i.title == "Liên kết dài")
-    assert long_item.guid.startswith("sha256:") and long_item.url == long_link
+    assert long_item.guid.startswith("sha256:")
+    assert long_item.url == long_link
 
 
 def test_local_file_over_the_size_cap(store: Store, tmp_path: Path, make_settings: Callable[..., Settings]) -> None:
     feed = tmp_path / "big.rss"
     feed.write_bytes(rss(*(rss_item(f"qng-{n}", "Tin " * 40) for n in range(100))))
     [result] = poll(store, settings_for(make_settings, {"name": "local", "url": feed.as_uri()}, max_bytes=2048))
-    assert result.error and "over the 2,048-byte cap" in result.error
+    assert result.error
+    assert "over the 2,048-byte cap" in result.error
 
 
 def test_timeout(store: Store, feed_server: FeedServer, make_settings: Callable[..., Settings]) -> None:
@@ -189,28 +227,40 @@ def test_timeout(store: Store, feed_server: FeedServer, make_settings: Callable[
 
 
 def test_conditional_get_and_304(store: Store, feed_server: FeedServer, make_settings: Callable[..., Settings]) -> None:
-    url = feed_server.serve("/rss", body=rss(TAX), etag='"abc"', headers={"Content-Type": "application/rss+xml", "Last-Modified": "Fri, 27 Nov 2026 01:00:00 GMT"})
+    url = feed_server.serve(
+        "/rss",
+        body=rss(TAX),
+        etag='"abc"',
+        headers={"Content-Type": "application/rss+xml", "Last-Modified": "Fri, 27 Nov 2026 01:00:00 GMT"},
+    )
     settings = settings_for(make_settings, {"name": "news", "url": url})
     assert poll(store, settings)[0].new == 1
     row = source_row(store, "news")
     assert (row.etag, row.last_modified) == ('"abc"', "Fri, 27 Nov 2026 01:00:00 GMT")
     second = poll(store, settings)[0]
-    assert second.not_modified and second.error is None
+    assert second.not_modified
+    assert second.error is None
     sent = feed_server.requests[-1][1]
-    assert sent["if-none-match"] == '"abc"' and sent["if-modified-since"] == "Fri, 27 Nov 2026 01:00:00 GMT"
+    assert sent["if-none-match"] == '"abc"'
+    assert sent["if-modified-since"] == "Fri, 27 Nov 2026 01:00:00 GMT"
     assert len(items(store)) == 1
 
 
-def test_broken_source_does_not_stop_the_others(store: Store, feed_server: FeedServer, make_settings: Callable[..., Settings]) -> None:
+def test_broken_source_does_not_stop_the_others(
+    store: Store, feed_server: FeedServer, make_settings: Callable[..., Settings]
+) -> None:
     bad = feed_server.serve("/down", body=b"oops", status=500, headers={"Content-Type": "text/plain"})
     good = feed_server.serve("/rss", body=rss(TAX))
     settings = settings_for(make_settings, {"name": "down", "url": bad}, {"name": "news", "url": good})
     down, news = poll(store, settings)
     assert down.error == f"HTTP 500 Internal Server Error from {bad}"
-    assert news.new == 1 and news.error is None
+    assert news.new == 1
+    assert news.error is None
 
 
-def test_later_failure_loses_nothing_stored(store: Store, feed_server: FeedServer, make_settings: Callable[..., Settings]) -> None:
+def test_later_failure_loses_nothing_stored(
+    store: Store, feed_server: FeedServer, make_settings: Callable[..., Settings]
+) -> None:
     url = feed_server.serve("/rss", body=rss(TAX, LAND))
     settings = settings_for(make_settings, {"name": "news", "url": url})
     poll(store, settings)
@@ -222,7 +272,8 @@ def test_later_failure_loses_nothing_stored(store: Store, feed_server: FeedServe
 
 def test_unreachable_host(store: Store, make_settings: Callable[..., Settings]) -> None:
     [result] = poll(store, settings_for(make_settings, {"name": "gone", "url": "http://127.0.0.1:9/rss"}))
-    assert result.error and result.error.startswith("cannot fetch http://127.0.0.1:9/rss: ConnectError")
+    assert result.error
+    assert result.error.startswith("cannot fetch http://127.0.0.1:9/rss: ConnectError")
 
 
 TONE_MARKS = "\u0300\u0301\u0303\u0309\u0323"
@@ -242,7 +293,9 @@ def cp1258(text: str) -> bytes:
     return out
 
 
-def test_legacy_vietnamese_encoding_becomes_nfc(store: Store, feed_server: FeedServer, make_settings: Callable[..., Settings]) -> None:
+def test_legacy_vietnamese_encoding_becomes_nfc(
+    store: Store, feed_server: FeedServer, make_settings: Callable[..., Settings]
+) -> None:
     body = rss(rss_item("qng-9", "Thuế và cuộc sống")).replace(b'encoding="utf-8"', b'encoding="windows-1258"')
     legacy = cp1258(body.decode())
     url = feed_server.serve("/rss", body=legacy, headers={"Content-Type": "application/rss+xml; charset=windows-1258"})

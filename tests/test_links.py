@@ -30,7 +30,11 @@ def test_with_utm_adds_the_three_parameters() -> None:
     url = with_utm("https://quangngai.gov.vn/tin-tuc/a.html", "telegram_channel", "social", "outreach-3")
     parts = urlsplit(url)
     assert (parts.scheme, parts.netloc, parts.path) == ("https", "quangngai.gov.vn", "/tin-tuc/a.html")
-    assert parse_qs(parts.query) == {"utm_source": ["telegram_channel"], "utm_medium": ["social"], "utm_campaign": ["outreach-3"]}
+    assert parse_qs(parts.query) == {
+        "utm_source": ["telegram_channel"],
+        "utm_medium": ["social"],
+        "utm_campaign": ["outreach-3"],
+    }
 
 
 def test_with_utm_keeps_other_parameters_and_fragment() -> None:
@@ -43,7 +47,9 @@ def test_with_utm_keeps_other_parameters_and_fragment() -> None:
 
 
 def test_with_utm_replaces_an_existing_utm_source() -> None:
-    url = with_utm("https://quangngai.gov.vn/a?utm_source=newsletter&utm_medium=email&id=5", "facebook", "social", "outreach-5")
+    url = with_utm(
+        "https://quangngai.gov.vn/a?utm_source=newsletter&utm_medium=email&id=5", "facebook", "social", "outreach-5"
+    )
     query = parse_qs(urlsplit(url).query)
     assert query["utm_source"] == ["facebook"]
     assert query["utm_medium"] == ["social"]
@@ -97,5 +103,13 @@ def test_check_destination_refuses_a_backslash_lookalike() -> None:
 
 
 def test_with_utm_keeps_the_portals_query_byte_for_byte() -> None:
-    url = with_utm("https://quangngai.gov.vn/tim-kiem?q=thu%E1%BA%BF%20m%E1%BB%9Bi&flag&utm_medium=old#top", "facebook", "social", "outreach-3")
-    assert url == "https://quangngai.gov.vn/tim-kiem?q=thu%E1%BA%BF%20m%E1%BB%9Bi&flag&utm_source=facebook&utm_medium=social&utm_campaign=outreach-3#top"
+    url = with_utm(
+        "https://quangngai.gov.vn/tim-kiem?q=thu%E1%BA%BF%20m%E1%BB%9Bi&flag&utm_medium=old#top",
+        "facebook",
+        "social",
+        "outreach-3",
+    )
+    assert (
+        url
+        == "https://quangngai.gov.vn/tim-kiem?q=thu%E1%BA%BF%20m%E1%BB%9Bi&flag&utm_source=facebook&utm_medium=social&utm_campaign=outreach-3#top"
+    )

@@ -8,10 +8,10 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from tests.conftest import base_config
 
 from outreach.config import Settings
 from outreach.render import ELLIPSIS, CampaignView, ItemView, PostContext, Renderer, RenderError, visible_length
+from tests.conftest import base_config
 
 LINK = "https://go.quangngai.gov.vn/r/AbCdEf1234"
 ZONE = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -20,7 +20,9 @@ LONG_SUMMARY = " ".join(
 )
 
 
-def item(title: str = "Hội nghị đối thoại doanh nghiệp", summary: str = "Tóm tắt ngắn.", language: str = "vi") -> ItemView:
+def item(
+    title: str = "Hội nghị đối thoại doanh nghiệp", summary: str = "Tóm tắt ngắn.", language: str = "vi"
+) -> ItemView:
     return ItemView(
         title=title,
         summary=summary,
@@ -33,7 +35,9 @@ def item(title: str = "Hội nghị đối thoại doanh nghiệp", summary: str
 
 def context(view: ItemView, topics: list[str] | None = None, renderer: Renderer | None = None) -> PostContext:
     labels = renderer.topic_views(topics or [], view.language) if renderer else []
-    return PostContext(item=view, topics=labels, link=LINK, campaign=CampaignView(7, view.title, "outreach-7"), language=view.language)
+    return PostContext(
+        item=view, topics=labels, link=LINK, campaign=CampaignView(7, view.title, "outreach-7"), language=view.language
+    )
 
 
 def with_channel_limit(make_settings: Callable[..., Settings], channel: str, max_text: int) -> Settings:
@@ -55,8 +59,10 @@ def test_telegram_escapes_item_text_and_keeps_template_tags(renderer: Renderer) 
     text = renderer.render("telegram_channel", "post", context(view))
     assert "📢 <b>Thuế &amp; phí &lt;2027&gt;</b>" in text
     assert "Mức a &lt; b &amp; c &gt; d áp dụng từ 01/01." in text
-    assert f'<a href="{LINK}">' in text and "</a>" in text
-    assert "<2027>" not in text and " & " not in text
+    assert f'<a href="{LINK}">' in text
+    assert "</a>" in text
+    assert "<2027>" not in text
+    assert " & " not in text
 
 
 def test_facebook_is_plain_text_without_escaping(renderer: Renderer) -> None:
@@ -64,7 +70,8 @@ def test_facebook_is_plain_text_without_escaping(renderer: Renderer) -> None:
     text = renderer.render("facebook", "post", context(view))
     assert text.startswith("📢 Thuế & phí <2027>\n")
     assert "Mức a < b & c > d." in text
-    assert "&amp;" not in text and "&lt;" not in text
+    assert "&amp;" not in text
+    assert "&lt;" not in text
     assert f"👉 Xem chi tiết: {LINK}" in text
 
 
@@ -80,14 +87,19 @@ def test_facebook_is_plain_text_without_escaping(renderer: Renderer) -> None:
         ("facebook", "en", "27 Nov 2026 · Quang Ngai Provincial Portal", "Xem chi tiết"),
     ],
 )
-def test_template_is_chosen_by_language(renderer: Renderer, channel: str, language: str, expected: str, absent: str) -> None:
+def test_template_is_chosen_by_language(
+    renderer: Renderer, channel: str, language: str, expected: str, absent: str
+) -> None:
     text = renderer.render(channel, "post", context(item(language=language)))
     assert expected in text
     assert absent not in text
 
 
 def test_topic_labels_are_in_the_posts_language(renderer: Renderer) -> None:
-    assert [t.label for t in renderer.topic_views(["tax", "no-such-topic", "investment"], "en")] == ["Tax", "Investment"]
+    assert [t.label for t in renderer.topic_views(["tax", "no-such-topic", "investment"], "en")] == [
+        "Tax",
+        "Investment",
+    ]
     vi = renderer.render("facebook", "post", context(item(), ["tax", "investment"], renderer))
     en = renderer.render("facebook", "post", context(item(language="en"), ["tax", "investment"], renderer))
     assert "🗂 Thuế và cuộc sống · Đầu tư" in vi
@@ -110,7 +122,8 @@ def test_long_summary_is_cut_at_a_word_boundary_and_link_kept(make_settings: Cal
     summary = text.split("\n\n")[1]
     assert summary.endswith(ELLIPSIS)
     kept = summary.removesuffix(ELLIPSIS)
-    assert kept and LONG_SUMMARY.startswith(kept)
+    assert kept
+    assert LONG_SUMMARY.startswith(kept)
     assert LONG_SUMMARY[len(kept)] == " "  # the cut falls between words
 
 
@@ -163,7 +176,9 @@ def test_visible_length(text: str, markup: str, length: int) -> None:
 def test_override_folder_wins_over_builtin(make_settings: Callable[..., Settings], tmp_path: Path) -> None:
     folder = tmp_path / "my-templates"
     (folder / "telegram_channel").mkdir(parents=True)
-    (folder / "telegram_channel" / "post.vi.j2").write_text("Tin mới: <b>{{ item.title }}</b> {{ link }}\n", encoding="utf-8")
+    (folder / "telegram_channel" / "post.vi.j2").write_text(
+        "Tin mới: <b>{{ item.title }}</b> {{ link }}\n", encoding="utf-8"
+    )
     renderer = Renderer(make_settings().schedule, override_dir=folder)
 
     text = renderer.render("telegram_channel", "post", context(item(title="A & B")))
@@ -202,7 +217,9 @@ def test_shorten_cuts_inside_a_first_word_too_long_or_drops_the_text() -> None:
 
     url = "https://quangngai.gov.vn/" + "a" * 200
     cut = shorten(url, 60)
-    assert cut.endswith(" …") and len(cut) <= 60 and cut.startswith("https://quangngai.gov.vn/aaa")
+    assert cut.endswith(" …")
+    assert len(cut) <= 60
+    assert cut.startswith("https://quangngai.gov.vn/aaa")
     assert shorten(url, 10) == ""
     assert shorten("Hạn nộp tờ khai thuế tháng 10", 200) == "Hạn nộp tờ khai thuế tháng 10"
     assert shorten("Hạn nộp tờ khai thuế giá trị gia tăng tháng 10", 30) == "Hạn nộp tờ khai thuế giá trị …"

@@ -26,7 +26,9 @@ def test_nfc_composes_decomposed_input() -> None:
 
 
 def test_html_to_text_plain_nfc_single_spaced() -> None:
-    fragment = unicodedata.normalize("NFD", "<p>Doanh thu &lt; 1 tỷ&nbsp;đồng</p><p>Tiếp <strong>theo</strong></p><script>x()</script>")
+    fragment = unicodedata.normalize(
+        "NFD", "<p>Doanh thu &lt; 1 tỷ&nbsp;đồng</p><p>Tiếp <strong>theo</strong></p><script>x()</script>"
+    )
     text = html_to_text(fragment)
     assert text == "Doanh thu < 1 tỷ đồng Tiếp theo"  # nbsp folds to a space too
     assert unicodedata.is_normalized("NFC", text)

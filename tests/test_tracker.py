@@ -25,7 +25,9 @@ from outreach.web import create_app
 
 NOW = datetime(2026, 11, 27, 3, 0, tzinfo=UTC)
 SALT = b"test-salt-for-click-hashes-000000"
-BROWSER = "Mozilla/5.0 (Linux; Android 14; SM-A546E) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Mobile Safari/537.36"
+BROWSER = (
+    "Mozilla/5.0 (Linux; Android 14; SM-A546E) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Mobile Safari/537.36"
+)
 FB_IN_APP = (
     "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148 "
     "[FBAN/FBIOS;FBAV/480.0.0.33.109;FBBV/640000000;FBDV/iPhone15,2;FBMD/iPhone;FBSN/iOS;FBSV/17.5;FBSS/3;FBCR/;FBID/phone;FBLC/vi_VN;FBOP/5]"
@@ -91,11 +93,15 @@ def tracker_on_each_db(store: Store, make_settings: Callable[..., Settings]) -> 
 def test_click_redirects_and_is_recorded(tracker_on_each_db: Tracker) -> None:
     tracker = tracker_on_each_db
     code = tracker.codes["facebook"]
-    response = tracker.http.get(f"/r/{code}", headers={"User-Agent": BROWSER, "Referer": "https://m.facebook.com/story.php?story_fbid=1&id=2"})
+    response = tracker.http.get(
+        f"/r/{code}", headers={"User-Agent": BROWSER, "Referer": "https://m.facebook.com/story.php?story_fbid=1&id=2"}
+    )
 
     assert response.status_code == 302
     assert response.headers["location"] == tracker.destination(code)
-    assert response.headers["location"].startswith("https://quangngai.gov.vn/tin-tuc/vi/dau-tu-18310.html?utm_source=facebook")
+    assert response.headers["location"].startswith(
+        "https://quangngai.gov.vn/tin-tuc/vi/dau-tu-18310.html?utm_source=facebook"
+    )
     assert response.headers["cache-control"] == "no-store"
     (click,) = tracker.clicks()
     assert click.code == code
@@ -104,7 +110,9 @@ def test_click_redirects_and_is_recorded(tracker_on_each_db: Tracker) -> None:
     assert click.user_agent == BROWSER
     assert click.referrer_host == "m.facebook.com"  # no path, no query
     assert click.ip_hash == ip_hash("127.0.0.1", SALT)
-    assert click.ip_hash is not None and len(click.ip_hash) == 32 and int(click.ip_hash, 16) >= 0  # a hex digest, not an address
+    assert click.ip_hash is not None
+    assert len(click.ip_hash) == 32
+    assert int(click.ip_hash, 16) >= 0
 
 
 @pytest.mark.parametrize(
@@ -161,7 +169,9 @@ def test_malformed_codes_and_traversal_get_404(tracker: Tracker, path: str) -> N
 
 def test_client_behind_a_trusted_proxy_is_hashed_by_its_own_address(tracker: Tracker) -> None:
     # uvicorn trusts X-Forwarded-For from loopback (its default), as behind nginx.
-    response = tracker.http.get(f"/r/{tracker.codes['facebook']}", headers={"User-Agent": BROWSER, "X-Forwarded-For": "113.161.72.14"})
+    response = tracker.http.get(
+        f"/r/{tracker.codes['facebook']}", headers={"User-Agent": BROWSER, "X-Forwarded-For": "113.161.72.14"}
+    )
     assert response.status_code == 302
     assert [c.ip_hash for c in tracker.clicks()] == [ip_hash("113.161.72.200", SALT)]
 
@@ -177,7 +187,9 @@ def test_malformed_referer_does_not_break_the_redirect(tracker: Tracker) -> None
 def test_overlong_referrer_host_does_not_break_the_redirect(tracker_on_each_db: Tracker) -> None:
     tracker = tracker_on_each_db
     code = tracker.codes["facebook"]
-    response = tracker.http.get(f"/r/{code}", headers={"User-Agent": BROWSER, "Referer": "https://" + "a" * 300 + ".example/"})
+    response = tracker.http.get(
+        f"/r/{code}", headers={"User-Agent": BROWSER, "Referer": "https://" + "a" * 300 + ".example/"}
+    )
     assert response.status_code == 302
     assert response.headers["location"] == tracker.destination(code)
     (click,) = tracker.clicks()
@@ -198,7 +210,11 @@ def test_healthz(tracker: Tracker) -> None:
     [
         ("GET", BROWSER, ClickKind.human),
         ("GET", FB_IN_APP, ClickKind.human),
-        ("GET", "Mozilla/5.0 (Linux; Android 13) Chrome/120.0 Mobile Safari/537.36 Zalo android/12100648 ZaloTheme/light", ClickKind.human),
+        (
+            "GET",
+            "Mozilla/5.0 (Linux; Android 13) Chrome/120.0 Mobile Safari/537.36 Zalo android/12100648 ZaloTheme/light",
+            ClickKind.human,
+        ),
         ("GET", "TelegramBot (like TwitterBot)", ClickKind.preview),
         ("GET", "facebookexternalhit/1.1", ClickKind.preview),
         ("GET", "Mozilla/5.0 (compatible; Discordbot/2.0; +https://discordapp.com)", ClickKind.preview),
@@ -216,7 +232,8 @@ def test_classify(method: str, user_agent: str, kind: ClickKind) -> None:
 
 def test_ip_hash_names_a_network_not_a_person() -> None:
     same = ip_hash("113.161.72.14", SALT)
-    assert same is not None and len(same) == 32
+    assert same is not None
+    assert len(same) == 32
     assert ip_hash("113.161.72.200", SALT) == same  # same /24
     assert ip_hash("113.161.73.14", SALT) != same  # next /24
     assert ip_hash("113.161.72.14", b"another-salt") != same
@@ -240,14 +257,19 @@ def test_referrer_host_keeps_only_the_host() -> None:
 # --- the report over the logs ------------------------------------------------
 
 
-def test_report_counts_deliveries_and_clicks_per_channel_and_campaign(store: Store, make_settings: Callable[..., Settings]) -> None:
+def test_report_counts_deliveries_and_clicks_per_channel_and_campaign(
+    store: Store, make_settings: Callable[..., Settings]
+) -> None:
     settings = make_settings()
     vi = make_campaign(store, settings, "vi")
     asyncio.run(send_pending(store, build_channels(settings), now=lambda: NOW))  # the vi campaign goes out
     en = make_campaign(store, settings, "en")  # queued, not sent
     with store.sessions() as session:
         vi_campaign, en_campaign = sorted(set(session.scalars(select(Delivery.campaign_id))))
-        assert session.scalar(select(func.count()).select_from(Delivery).where(Delivery.status == DeliveryStatus.sent)) == 2
+        assert (
+            session.scalar(select(func.count()).select_from(Delivery).where(Delivery.status == DeliveryStatus.sent))
+            == 2
+        )
 
     taps = [
         (vi["facebook"], BROWSER),
@@ -258,7 +280,10 @@ def test_report_counts_deliveries_and_clicks_per_channel_and_campaign(store: Sto
         (en["telegram_channel"], BROWSER),
         (en["telegram_channel"], "curl/8.5.0"),
     ]
-    with BackgroundServer(create_app(store, salt=SALT)) as server, httpx.Client(base_url=server.url, follow_redirects=False) as http:
+    with (
+        BackgroundServer(create_app(store, salt=SALT)) as server,
+        httpx.Client(base_url=server.url, follow_redirects=False) as http,
+    ):
         for code, agent in taps:
             assert http.get(f"/r/{code}", headers={"User-Agent": agent}).status_code == 302
         assert http.head(f"/r/{vi['facebook']}").status_code == 302  # not a click
@@ -281,4 +306,3 @@ def test_report_counts_deliveries_and_clicks_per_channel_and_campaign(store: Sto
     assert report.campaign_titles == {vi_campaign: "Xúc tiến đầu tư năm 2027", en_campaign: "Investment promotion 2027"}
     total = report.total
     assert (total.sent, total.waiting, total.problems, total.visits, total.crawlers) == (2, 2, 0, 4, 3)
-

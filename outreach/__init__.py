@@ -1,0 +1,1 @@
+"""outreach: portal news out to Facebook and Telegram, clicks back in."""
