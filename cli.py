@@ -1,30 +1,91 @@
 """`outreach` command line: parses, calls one `outreach` function, prints.
 
-Heavy imports happen inside commands so `outreach --help` stays fast.
-Exit status: 0 ok, 1 the work failed, 2 bad usage or configuration.
+Heavy imports happen inside commands so `outreach --help` stays fast. Every
+argument is checked here, at the edge, so a mistake is a usage error that names
+the option rather than a traceback from deep inside.
 """
 
 from __future__ import annotations
 
+import enum
 import getpass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from rich.console import Console
 
     from outreach.config import Settings
-    from outreach.db import Store
+    from outreach.db import Access, Store
     from outreach.render import Renderer
+
+
+class Exit(enum.IntEnum):
+    """Exit statuses, so scripts and cron can tell what to do next."""
+
+    ok = 0
+    failed = 1  # the work itself failed (a feed, a send, a campaign refused)
+    usage = 2  # bad arguments or configuration, the database URL included
+    no_database = 3  # no outreach database there yet, or of another version: `outreach init`
+    database_unusable = 4  # not a database, damaged, or read-only for a command that writes
+    database_unreachable = 5  # the server did not answer or the file is locked: try again later
+
+
+EXIT_HELP = """\b
+Relative paths in schedules.yaml, in OUTREACH_DATABASE_URL and in the default
+database (outreach.db) are read from the config file's folder, wherever you run
+the command; a relative --db path is read from the current folder.
+
+\b
+Exit status: 0 ok, 1 the work failed, 2 bad usage or configuration,
+3 no outreach database there yet (run `outreach init`), 4 the database cannot be
+used (damaged, not a database, read-only), 5 the database server is unreachable.
+"""
+MAX_ID = 2**31 - 1  # ids are INTEGER: 32 bits on PostgreSQL
+
+
+class DatabaseUrl(click.ParamType[str, str]):
+    """A supported database URL; a relative SQLite path is made absolute here."""
+
+    name = "URL"
+
+    def convert(self, value: str, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        from outreach.dburl import BadDatabaseUrl, resolve
+
+        try:
+            return resolve(str(value), Path.cwd())
+        except BadDatabaseUrl as exc:
+            self.fail(str(exc), param, ctx)
+
+
+class NameList(click.ParamType[list[str], str | list[str]]):
+    """Comma-separated names; blanks are dropped, but at least one must remain."""
+
+    name = "NAME,..."
+
+    def convert(self, value: str | list[str], param: click.Parameter | None, ctx: click.Context | None) -> list[str]:
+        if isinstance(value, list):
+            return value
+        names = [part.strip() for part in str(value).split(",") if part.strip()]
+        if not names:
+            self.fail(f"{value!r} names nothing; give names separated by commas", param, ctx)
+        return names
+
+
+ROW_ID = click.IntRange(1, MAX_ID)
+LIMIT = click.IntRange(1, MAX_ID)
 
 
 class Context:
     """What the global options chose; settings and store are built on first use."""
 
-    def __init__(self, config: Path, db: str | None, templates: Path | None) -> None:
+    def __init__(self, config: Path, config_given: bool, db: str | None, templates: Path | None) -> None:
         self.config_path = config
+        self.config_given = config_given
         self.db = db
         self.templates = templates
         self._settings: Settings | None = None
@@ -38,24 +99,27 @@ class Context:
             self._settings = load_settings(self.config_path, self.db, self.templates)
         return self._settings
 
-    def store(self) -> Store:
-        """The database, migrated to the newest schema; use it in a `with` block."""
-        from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+    def store(self, access: Access) -> Store:
+        """The database opened for what the command does; use it in a `with` block."""
+        from outreach.db import Store
 
-        from outreach.config import ConfigError
-        from outreach.db import Store, safe_url
-
-        url = self.settings.database_url
-        try:
-            return Store.open(url)
-        except (ArgumentError, NoSuchModuleError) as exc:
-            raise ConfigError([f"--db / OUTREACH_DATABASE_URL: cannot use {safe_url(url)}: {exc}"]) from None
+        return Store.open(self.settings.database_url, access)
 
     def renderer(self) -> Renderer:
         """Templates: the user's folder first, then the built-in ones."""
         from outreach.render import Renderer
 
         return Renderer(self.settings.schedule, self.settings.templates_dir)
+
+    def database(self) -> str:
+        """The database in use as people read it (a file path, or the masked URL)."""
+        from outreach.dburl import describe
+
+        return describe(self.settings.database_url)
+
+    def local(self, when: datetime | None) -> str:
+        """A stored UTC time as people here read it."""
+        return when.astimezone(self.settings.zone).strftime("%Y-%m-%d %H:%M") if when else "never"
 
 
 def console() -> Console:
@@ -64,39 +128,51 @@ def console() -> Console:
     return Console()
 
 
+def fail(message: str, status: Exit) -> NoReturn:
+    """End the command with one line on stderr and the given status."""
+    click.echo(message, err=True)
+    raise SystemExit(status)
+
+
 class OutreachGroup(click.Group):
-    """Turns the project's own errors into a clear message and an exit status."""
+    """Turns the project's own errors into one clear line and a distinct exit status."""
 
     def invoke(self, ctx: click.Context) -> Any:
-        from sqlalchemy.exc import OperationalError
+        from sqlalchemy.exc import DBAPIError
 
         from outreach.campaigns import CampaignError
         from outreach.config import ConfigError
+        from outreach.dberrors import NotInitialised, StoreError, Unreachable, explain
+        from outreach.dburl import BadDatabaseUrl
         from outreach.ingest import UnknownSource
         from outreach.render import RenderError
-        from outreach.text import scrub
 
+        statuses: dict[type[Exception], Exit] = {
+            BadDatabaseUrl: Exit.usage,
+            UnknownSource: Exit.usage,
+            NotInitialised: Exit.no_database,
+            Unreachable: Exit.database_unreachable,
+            StoreError: Exit.database_unusable,
+            CampaignError: Exit.failed,
+            RenderError: Exit.failed,
+        }
         try:
             return super().invoke(ctx)
         except ConfigError as exc:
-            for problem in exc.problems:
-                click.echo(f"config error: {problem}", err=True)
-            ctx.exit(2)
-        except UnknownSource as exc:
-            click.echo(f"error: {exc}", err=True)
-            ctx.exit(2)
-        except (CampaignError, RenderError) as exc:
-            click.echo(f"error: {exc}", err=True)
-            ctx.exit(1)
-        except OperationalError as exc:
-            click.echo(f"error: database unavailable: {scrub(str(exc.orig)).splitlines()[0]}", err=True)
-            ctx.exit(1)
+            for line in exc.problems:
+                click.echo(f"config error: {line}", err=True)
+            ctx.exit(Exit.usage)
+        except DBAPIError as exc:  # the database failed mid-command, after a good open
+            problem: Exception = explain(exc, ctx.obj.settings.database_url)
+        except tuple(statuses) as exc:
+            problem = exc
+        fail(f"error: {problem}", next(status for kind, status in statuses.items() if isinstance(problem, kind)))
 
 
 pass_ctx = click.make_pass_decorator(Context)
 
 
-@click.group(cls=OutreachGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=OutreachGroup, context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_HELP)
 @click.option(
     "--config",
     "config",
@@ -108,12 +184,13 @@ pass_ctx = click.make_pass_decorator(Context)
 )
 @click.option(
     "--db",
+    type=DatabaseUrl(),
     help="Database URL [default: OUTREACH_DATABASE_URL from the environment or .env, else sqlite:///outreach.db].",
 )
 @click.option(
     "--templates",
     envvar="OUTREACH_TEMPLATES",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
     help="Folder of templates that override the built-in ones.",
 )
 @click.version_option(package_name="outreach")
@@ -124,23 +201,53 @@ def main(ctx: click.Context, config: Path, db: str | None, templates: Path | Non
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # its request log lines carry tokens
-    ctx.obj = Context(config, db, templates)
+    given = ctx.get_parameter_source("config") is not click.core.ParameterSource.DEFAULT
+    ctx.obj = Context(config, given, db, templates)
 
 
-def _local(obj: Context, when: Any) -> str:
-    """A stored UTC time as people here read it."""
-    return when.astimezone(obj.settings.zone).strftime("%Y-%m-%d %H:%M") if when else "never"
+@main.command()
+@click.option("--config-example", is_flag=True, help="Print a commented starter schedules.yaml and stop.")
+@pass_ctx
+def init(obj: Context, config_example: bool) -> None:
+    """Create the database, or upgrade its schema."""
+    from outreach.db import Access
+    from outreach.packaged import STARTER_CONFIG
+
+    if config_example:
+        click.echo(STARTER_CONFIG.read_text(encoding="utf-8"), nl=False)
+        return
+    with obj.store(Access.create) as store:
+        before, after = store.revision_at_open, store.revision
+    done = "created" if before is None else ("up to date" if before == after else f"upgraded from {before}")
+    click.echo(f"database {obj.database()}: schema {after} ({done})")
 
 
 @main.command()
 @pass_ctx
-def init(obj: Context) -> None:
-    """Create or upgrade the database schema."""
-    from outreach.db import current_revision, safe_url
+def status(obj: Context) -> None:
+    """Which config and database are in use, and what they hold."""
+    from channels import build_channels
+    from outreach.db import Access
+    from outreach.status import read_status
 
-    with obj.store() as store:
-        revision = current_revision(store.engine)
-    click.echo(f"database {safe_url(obj.settings.database_url)} is at schema revision {revision}")
+    with obj.store(Access.read) as store, store.sessions() as session:
+        found, revision = read_status(session), store.revision
+
+    def counts(by: dict[str, int]) -> str:
+        return f"{sum(by.values())}" + (": " + ", ".join(f"{n} {key}" for key, n in by.items()) if by else "")
+
+    transports = build_channels(obj.settings)
+    rows = [
+        ("config", str(obj.settings.config_path.absolute())),
+        ("database", f"{obj.database()} (schema {revision})"),
+        ("items", f"{found.items} (last poll {obj.local(found.last_poll)})"),
+        ("campaigns", counts(found.campaigns)),
+        ("deliveries", counts(found.deliveries)),
+        ("clicks", counts(found.clicks) + f" (last {obj.local(found.last_click)})"),
+        ("channels", ", ".join(f"{name} via {t.name}" for name, t in transports.items()) or "none enabled"),
+    ]
+    for label, value in rows:
+        click.echo(f"{label:<11}{value}")
 
 
 @main.group()
@@ -153,11 +260,13 @@ def config() -> None:
 def config_check(obj: Context) -> None:
     """Validate the config and say which transport each channel uses."""
     from channels import build_channels
+    from outreach.text import plural
 
     settings = obj.settings
     schedule = settings.schedule
     click.echo(
-        f"{settings.config_path}: ok: {len(schedule.topics)} topics, {len(schedule.sources)} sources, time zone {schedule.timezone}"
+        f"{settings.config_path}: ok: {plural(len(schedule.topics), 'topic')}, "
+        f"{plural(len(schedule.sources), 'source')}, time zone {schedule.timezone}"
     )
     for name, transport in build_channels(settings).items():
         click.echo(f"  channel {name}: sends through {transport.name}")
@@ -173,43 +282,43 @@ def sources() -> None:
 @pass_ctx
 def sources_poll(obj: Context, names: tuple[str, ...]) -> None:
     """Fetch feeds now (all, or the NAMES given) and store new items."""
-    from rich.table import Table
-
+    from outreach.db import Access
     from outreach.ingest import poll_sources
+    from outreach.tables import fitted_table
 
-    with obj.store() as store:
+    with obj.store(Access.write) as store:
         results = poll_sources(store, obj.settings.schedule, names)
-    table = Table("source", "new", "in feed", "status")
+    table = fitted_table("source", "new", "in feed", "status", wide="status", right={"new", "in feed"})
     for r in results:
-        status = "not modified" if r.not_modified else (f"[red]{r.error}[/red]" if r.error else "ok")
-        table.add_row(r.source, str(r.new), str(r.seen), status)
+        state = "not modified" if r.not_modified else (f"[red]{r.error}[/red]" if r.error else "ok")
+        table.add_row(r.source, str(r.new), str(r.seen), state)
     console().print(table)
     if any(r.error and not r.seen for r in results):
-        raise SystemExit(1)
+        raise SystemExit(Exit.failed)
 
 
 @sources.command("list")
 @pass_ctx
 def sources_list(obj: Context) -> None:
     """Configured sources and the outcome of their last poll."""
-    from rich.table import Table
+    from rich.markup import escape
 
+    from outreach.db import Access
     from outreach.items import sources_by_name
 
-    with obj.store() as store, store.sessions() as session:
+    with obj.store(Access.read) as store, store.sessions() as session:
         rows = sources_by_name(session)
-    table = Table("source", "language", "every", "last poll", "last error", "url")
+    out = console()
     for spec in obj.settings.schedule.sources:
         row = rows.get(spec.name)
-        table.add_row(
-            spec.name,
-            spec.language,
-            f"{spec.poll_minutes} min",
-            _local(obj, row and row.last_polled_at),
-            (row and row.last_error) or "",
-            spec.url,
+        outcome = "not polled yet" if row is None else (row.last_error or "ok")
+        # Two lines per source rather than a table: URLs and errors stay whole at any width.
+        out.print(
+            f"[b]{spec.name}[/b] ({spec.language}, every {spec.poll_minutes} min) {escape(spec.url)}", soft_wrap=True
         )
-    console().print(table)
+        out.print(
+            f"  last poll {obj.local(row.last_polled_at if row else None)}: {outcome}", soft_wrap=True, markup=False
+        )
 
 
 @main.group()
@@ -219,19 +328,23 @@ def items() -> None:
 
 @items.command("list")
 @click.option("--topic", help="Only items filed under this topic id.")
-@click.option("--limit", default=20, show_default=True)
+@click.option("--limit", type=LIMIT, default=20, show_default=True, help="Show at most this many.")
 @pass_ctx
 def items_list(obj: Context, topic: str | None, limit: int) -> None:
     """Newest items first, with their ids for `campaign create --item`."""
-    from rich.table import Table
-
+    from outreach.db import Access
     from outreach.items import recent_items
+    from outreach.tables import fitted_table
 
-    with obj.store() as store, store.sessions() as session:
+    if topic is not None:
+        known = [t.id for t in obj.settings.schedule.topics]
+        if topic not in known:
+            raise click.BadParameter(f"unknown topic {topic!r} (known: {', '.join(known)})", param_hint="'--topic'")
+    with obj.store(Access.read) as store, store.sessions() as session:
         found = recent_items(session, topic, limit)
-    table = Table("id", "published", "lang", "topics", "title")
+    table = fitted_table("id", "published", "lang", "topics", "title", wide="title", wrap={"topics"}, right={"id"})
     for item in found:
-        table.add_row(str(item.id), _local(obj, item.published_at), item.language, ", ".join(item.topics), item.title)
+        table.add_row(str(item.id), obj.local(item.published_at), item.language, ", ".join(item.topics), item.title)
     console().print(table)
 
 
@@ -241,89 +354,104 @@ def campaign() -> None:
 
 
 @campaign.command("create")
-@click.option("--item", "item_id", type=int, required=True, help="Item id (see `outreach items list`).")
-@click.option("--channels", default="", help="Comma-separated channels [default: all enabled].")
+@click.option("--item", "item_id", type=ROW_ID, required=True, help="Item id (see `outreach items list`).")
+@click.option("--channels", type=NameList(), help="Comma-separated channels [default: all enabled].")
 @click.option("--template", help="Template name [default: the channel's, usually `post`].")
 @click.option("--queue", is_flag=True, help="Queue it at once: render and create its deliveries.")
 @click.option("--force", is_flag=True, help="Announce an item again on a channel it was announced on.")
 @pass_ctx
-def campaign_create(obj: Context, item_id: int, channels: str, template: str | None, queue: bool, force: bool) -> None:
+def campaign_create(
+    obj: Context, item_id: int, channels: list[str] | None, template: str | None, queue: bool, force: bool
+) -> None:
     """Create a draft campaign for one item."""
     from outreach.campaigns import create_campaign, queue_campaign
+    from outreach.db import Access
+    from outreach.render import UnknownTemplate
+    from outreach.text import plural
 
-    chosen = [c.strip() for c in channels.split(",") if c.strip()]
-    with obj.store() as store, store.sessions.begin() as session:
-        created = create_campaign(session, obj.settings, item_id, getpass.getuser(), chosen, template, force)
-        queued = queue_campaign(session, obj.settings, obj.renderer(), created.id) if queue else []
+    renderer = obj.renderer()
+    with obj.store(Access.write) as store, store.sessions.begin() as session:
+        try:
+            created = create_campaign(
+                session, obj.settings, item_id, getpass.getuser(), channels or [], template, force, renderer
+            )
+        except UnknownTemplate as exc:
+            raise click.BadParameter(str(exc), param_hint="'--template'") from None
+        queued = queue_campaign(session, obj.settings, renderer, created.id) if queue else []
     # Printed after the commit: a failed --queue rolls the campaign back too.
     click.echo(f"campaign {created.id} created ({created.status.value}): {created.title}")
     if queue:
-        click.echo(f"campaign {created.id} queued: {len(queued)} deliveries")
+        click.echo(f"campaign {created.id} queued: {plural(len(queued), 'delivery', 'deliveries')}")
 
 
 @campaign.command("queue")
-@click.argument("campaign_id", type=int)
+@click.argument("campaign_id", type=ROW_ID)
 @pass_ctx
 def campaign_queue(obj: Context, campaign_id: int) -> None:
     """Render a campaign and create one pending delivery per target."""
     from outreach.campaigns import queue_campaign
+    from outreach.db import Access
+    from outreach.text import plural
 
-    with obj.store() as store, store.sessions.begin() as session:
+    with obj.store(Access.write) as store, store.sessions.begin() as session:
         deliveries = queue_campaign(session, obj.settings, obj.renderer(), campaign_id)
-    click.echo(f"campaign {campaign_id}: {len(deliveries)} new deliveries queued")
+    click.echo(f"campaign {campaign_id}: {plural(len(deliveries), 'new delivery', 'new deliveries')} queued")
 
 
 @campaign.command("preview")
-@click.argument("campaign_id", type=int)
+@click.argument("campaign_id", type=ROW_ID)
 @pass_ctx
 def campaign_preview(obj: Context, campaign_id: int) -> None:
     """Show the text each channel would get."""
     from rich.panel import Panel
 
     from outreach.campaigns import get_campaign, preview_campaign
+    from outreach.db import Access
 
-    with obj.store() as store, store.sessions() as session:
+    with obj.store(Access.read) as store, store.sessions() as session:
         previews = preview_campaign(obj.settings, obj.renderer(), get_campaign(session, campaign_id))
     out = console()
     for preview in previews:
-        out.print(
-            Panel(preview.text, title=f"{preview.channel} → {', '.join(preview.targets) or 'no target'}", expand=False),
-            markup=False,
-        )
+        title = f"{preview.channel} → {', '.join(preview.targets) or 'no target'}"
+        out.print(Panel(preview.text, title=title, expand=False), markup=False)
 
 
 @campaign.command("list")
-@click.option("--limit", default=20, show_default=True)
+@click.option("--limit", type=LIMIT, default=20, show_default=True, help="Show at most this many.")
 @pass_ctx
 def campaign_list(obj: Context, limit: int) -> None:
     """Newest campaigns first."""
-    from rich.table import Table
-
     from outreach.campaigns import list_campaigns
+    from outreach.db import Access
+    from outreach.tables import fitted_table
 
-    with obj.store() as store, store.sessions() as session:
+    with obj.store(Access.read) as store, store.sessions() as session:
         found = list_campaigns(session, limit)
-    table = Table("id", "status", "channels", "lang", "created by", "title")
+    table = fitted_table(
+        "id", "status", "channels", "lang", "by", "title", wide="title", wrap={"channels"}, right={"id"}
+    )
     for c in found:
         table.add_row(str(c.id), c.status.value, ", ".join(c.channels), c.language, c.created_by, c.title)
     console().print(table)
 
 
 @main.command()
-@click.option("--limit", type=int, help="Send at most this many deliveries.")
+@click.option("--limit", type=LIMIT, help="Send at most this many deliveries.")
 @pass_ctx
 def send(obj: Context, limit: int | None) -> None:
-    """Deliver pending deliveries once, through each channel's transport."""
+    """Deliver pending deliveries once."""
     import asyncio
 
     from channels import build_channels
+    from outreach.db import Access
     from outreach.dispatch import send_pending
+    from outreach.text import plural
 
-    channels = build_channels(obj.settings)
-    for name, transport in channels.items():
-        if transport.name != name:
-            click.echo(f"channel {name}: no token set, writing to the {transport.name} instead", err=True)
-    with obj.store() as store:
+    with obj.store(Access.write) as store:
+        channels = build_channels(obj.settings)
+        for name, transport in channels.items():
+            if transport.name != name:
+                click.echo(f"channel {name}: no token set, writing to the {transport.name} instead", err=True)
         report = asyncio.run(send_pending(store, channels, limit=limit))
     click.echo(
         f"sent {report.sent}, retrying {report.retrying}, failed {report.failed}, skipped {report.skipped}, "
@@ -332,29 +460,32 @@ def send(obj: Context, limit: int | None) -> None:
     for channel in report.paused_channels:
         click.echo(f"channel {channel} paused: its token was refused; its deliveries stay pending", err=True)
     for channel, count in report.unroutable.items():
-        click.echo(
-            f"{count} deliveries wait for channel {channel}, which is not enabled in {obj.settings.config_path}",
-            err=True,
-        )
+        waiting = plural(count, "delivery waits", "deliveries wait")
+        click.echo(f"{waiting} for channel {channel}, which is not enabled in {obj.settings.config_path}", err=True)
     if report.failed or report.unknown or report.paused_channels:
-        raise SystemExit(1)
+        raise SystemExit(Exit.failed)
 
 
 @main.command()
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8080, show_default=True, type=int)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535), help="Port to listen on.")
 @pass_ctx
 def tracker(obj: Context, host: str, port: int) -> None:
     """Serve the short-link redirector (GET /r/{code}, /healthz)."""
+    from outreach.db import Access
     from outreach.serve import serve
     from outreach.web import create_app
 
     salt = obj.settings.secrets.click_salt
-    if salt is None:
+    with obj.store(Access.write) as store:
+        if salt is None:
+            click.echo(
+                "note: OUTREACH_CLICK_SALT is not set; unique-visitor counts start afresh at each restart", err=True
+            )
+        click.echo(f"tracker: database {obj.database()} (schema {store.revision})", err=True)
         click.echo(
-            "note: OUTREACH_CLICK_SALT is not set; unique-visitor counts start afresh with each restart", err=True
+            f"tracker: links {obj.settings.schedule.tracker.public_url}/r/CODE, served on {host}:{port}", err=True
         )
-    with obj.store() as store:
         serve(create_app(store, salt.get_secret_value().encode() if salt else None), host, port)
 
 
@@ -362,10 +493,11 @@ def tracker(obj: Context, host: str, port: int) -> None:
 @pass_ctx
 def report(obj: Context) -> None:
     """Deliveries and clicks per channel and per campaign."""
+    from outreach.db import Access
     from outreach.report_view import print_report
     from outreach.reports import build_report
 
-    with obj.store() as store, store.sessions() as session:
+    with obj.store(Access.read) as store, store.sessions() as session:
         built = build_report(session)
     print_report(console(), built)
 
@@ -375,16 +507,22 @@ def report(obj: Context) -> None:
     "--dir",
     "folder",
     type=click.Path(file_okay=False, path_type=Path),
-    help="Work here instead of a new temporary folder.",
+    help="Work in this folder and keep it [default: a new temporary folder; earlier ones are removed].",
 )
 @pass_ctx
 def demo(obj: Context, folder: Path | None) -> None:
-    """Run the whole pipeline offline on a bundled sample feed."""
-    from outreach.demo import CHECKOUT_CONFIG, run_demo
+    """Run the whole pipeline offline on bundled sample feeds."""
+    from outreach.demo import DemoFolderError, prepare_folder, run_demo
+    from outreach.packaged import STARTER_CONFIG
 
-    if not obj.config_path.exists() and obj.config_path == Path("schedules.yaml"):
-        obj.config_path = CHECKOUT_CONFIG  # run from another folder: the checkout's own config
-    run_demo(obj.settings, console(), folder)
+    if not obj.config_given and not obj.config_path.exists():
+        obj.config_path = STARTER_CONFIG  # no config here: the packaged starter one
+    settings = obj.settings
+    try:
+        prepared = prepare_folder(folder)
+    except DemoFolderError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--dir'") from None
+    run_demo(settings, console(), *prepared, keep=folder is not None)
 
 
 if __name__ == "__main__":

@@ -43,11 +43,14 @@ def create_campaign(
     channels: Sequence[str] = (),
     template: str | None = None,
     force: bool = False,
+    renderer: Renderer | None = None,
 ) -> Campaign:
     """A draft campaign announcing one item on the given (default: all enabled) channels.
 
     An item already announced on a channel is refused unless `force`: the same
     news twice on a government page looks like a mistake, because it usually is.
+    With a `renderer`, each channel's template is loaded now (UnknownTemplate,
+    RenderError), so a typo is found by whoever creates the campaign.
     """
     item = session.get(Item, item_id)
     if item is None:
@@ -70,6 +73,9 @@ def create_campaign(
             raise CampaignError(
                 f"channel {channel} has no target taking language {item.language!r} in {settings.config_path}"
             )
+    if renderer is not None:
+        for channel in chosen:
+            renderer.template(channel, template or enabled[channel].template, item.language)
     if not force:
         _refuse_repeat(session, item, chosen)
     campaign = Campaign(

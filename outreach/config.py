@@ -18,6 +18,8 @@ import yaml
 from dotenv import dotenv_values
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from outreach import dburl
+
 Language = Literal["vi", "en"]
 LANGUAGES: tuple[Language, ...] = ("vi", "en")
 
@@ -205,7 +207,7 @@ class Settings:
         return ZoneInfo(self.schedule.timezone)
 
 
-def environment(dotenv_path: Path = Path(".env")) -> dict[str, str | None]:
+def environment(dotenv_path: Path) -> dict[str, str | None]:
     """The process environment over the values of an optional `.env` file."""
     merged: dict[str, str | None] = dict(dotenv_values(dotenv_path)) if dotenv_path.is_file() else {}
     merged.update(os.environ)
@@ -214,20 +216,22 @@ def environment(dotenv_path: Path = Path(".env")) -> dict[str, str | None]:
 
 def load_schedule(path: Path) -> Schedule:
     """Read and validate a schedules.yaml; raise ConfigError naming file, line, key."""
+    text = _read(path)
+    loader = _UniqueKeyLoader(text)
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError([f"{path}: config file not found (use --config or OUTREACH_CONFIG)"]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([f"{path}: cannot read config: {exc}"]) from None
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = _UniqueKeyLoader(text).get_single_data()
+        root = loader.get_single_node()
+        _check_size(path, root)
+        data = loader.construct_document(root) if root is not None else None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = f":{mark.line + 1}" if mark else ""
         context = f" ({exc.context} at line {exc.context_mark.line + 1})" if exc.context and exc.context_mark else ""
         raise ConfigError([f"{path}{line}: invalid YAML: {exc.problem or exc}{context}"]) from None
+    except RecursionError:
+        # PyYAML composes nested blocks recursively; no real config comes near the limit.
+        raise ConfigError([f"{path}: invalid YAML: nested too deeply (a config needs a few levels)"]) from None
+    finally:
+        loader.dispose()
     if not isinstance(data, dict):
         raise ConfigError([f"{path}:1: the file must be a mapping with `version: 1` at the top"])
     try:
@@ -239,6 +243,43 @@ def load_schedule(path: Path) -> Schedule:
     if problems:
         raise ConfigError(problems)
     return schedule
+
+
+MAX_CONFIG_BYTES = 1_000_000
+# Aliases make YAML a graph: `*a` ten times over `&a [*b, *b, ...]` expands to
+# billions of values that validation would walk. A real config has hundreds.
+MAX_CONFIG_VALUES = 100_000
+
+
+def _read(path: Path) -> str:
+    """The config's text, or a ConfigError saying why it cannot be had."""
+    try:
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise ConfigError([f"{path}: config file larger than {MAX_CONFIG_BYTES:,} bytes; is it the right file?"])
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            [
+                f"{path.absolute()}: config file not found (use --config or OUTREACH_CONFIG, "
+                "or write a starter one with `outreach init --config-example > schedules.yaml`)"
+            ]
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"{path}: cannot read config: {exc}"]) from None
+
+
+def _check_size(path: Path, root: yaml.Node | None) -> None:
+    """Refuse a document whose aliases expand it beyond any real config."""
+    stack, seen = [root], 0
+    while stack:
+        node = stack.pop()
+        seen += 1
+        if seen > MAX_CONFIG_VALUES:
+            raise ConfigError([f"{path}: YAML expands to more than {MAX_CONFIG_VALUES:,} values (aliases?)"])
+        if isinstance(node, yaml.MappingNode):
+            stack.extend(part for pair in node.value for part in pair)
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -320,22 +361,38 @@ def load_settings(
 ) -> Settings:
     """Build the one Settings object from the config file and the environment.
 
-    The database URL comes from the argument, else OUTREACH_DATABASE_URL in the
-    environment or `.env` (where a password belongs), else the SQLite default.
+    Paths in the config, `.env` and a relative SQLite path in OUTREACH_DATABASE_URL
+    or the default URL are read from the config file's folder, so cron, a service
+    and a shell elsewhere all find the same files. A `database_url` argument comes
+    from the command line and is read from the working folder, as shells do.
     """
-    env = environment() if env is None else env
+    folder = config_path.absolute().parent
+    env = environment(folder / ".env") if env is None else env
     schedule = load_schedule(config_path)
     outbox = schedule.channels.outbox
     if not outbox.dir.is_absolute():
-        # Relative to the config file, so cron and a shell in another folder agree.
         channels = schedule.channels.model_copy(
-            update={"outbox": outbox.model_copy(update={"dir": config_path.parent / outbox.dir})}
+            update={"outbox": outbox.model_copy(update={"dir": folder / outbox.dir})}
         )
         schedule = schedule.model_copy(update={"channels": channels})
     return Settings(
         schedule=schedule,
         config_path=config_path,
-        database_url=database_url or env.get("OUTREACH_DATABASE_URL") or DEFAULT_DATABASE_URL,
+        database_url=_database_url(database_url, env, folder),
         secrets=Secrets.from_env(env),
         templates_dir=templates_dir,
     )
+
+
+def _database_url(given: str | None, env: Mapping[str, str | None], folder: Path) -> str:
+    """The URL to use, absolute, and checked before anything connects."""
+    if given:
+        origin, url, base = "--db", given, Path.cwd()
+    elif env.get("OUTREACH_DATABASE_URL"):
+        origin, url, base = "OUTREACH_DATABASE_URL", env["OUTREACH_DATABASE_URL"] or "", folder
+    else:
+        origin, url, base = "the default database URL", DEFAULT_DATABASE_URL, folder
+    try:
+        return dburl.resolve(url, base)
+    except dburl.BadDatabaseUrl as exc:
+        raise ConfigError([f"{origin}: {exc}"]) from None

@@ -1,27 +1,73 @@
-"""Engine, sessions and migrations for SQLite (embedded default) and PostgreSQL."""
+"""Engine, sessions and migrations for SQLite (embedded default) and PostgreSQL.
+
+Commands open the store for what they do (`Access`): only `init` and the demo
+create a database; writing commands need one that exists and upgrade its schema;
+reading commands open it read-only and change nothing. A database that is missing,
+empty, damaged or out of reach is refused at open with one line that names it.
+"""
 
 from __future__ import annotations
 
+import enum
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
+
+from outreach.dberrors import NotInitialised, Unusable, explain, read_only
+from outreach.dburl import BadDatabaseUrl, describe, read_only_sqlite, sqlite_path
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
-    """An engine for the URL; SQLite gets WAL, foreign keys and a busy timeout."""
+class Access(enum.Enum):
+    """What a command does with the database, which decides how it is opened."""
+
+    create = "create"  # init, demo: make it if missing, bring the schema to the newest
+    write = "write"  # an existing outreach database; an older schema is upgraded
+    read = "read"  # an existing database at the newest schema, opened read-only
+
+
+def make_engine(url: str, read_only: bool = False, **kwargs: Any) -> Engine:
+    """An engine for the URL; SQLite gets WAL, foreign keys and a busy timeout.
+
+    Read-only engines cannot write even by mistake: SQLite opens the file in
+    `mode=ro`, PostgreSQL sessions are `READ ONLY`.
+    """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        path = sqlite_path(url)
+        if read_only and path is not None:
+            engine = create_engine(read_only_sqlite(url, immutable=_needs_immutable(path)), **kwargs)
+            event.listen(engine, "connect", _sqlite_read_pragmas)
+            return engine
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True, **kwargs)
+    connect_args = {} if "connect_timeout" in parsed.query else {"connect_timeout": 10}
+    engine = create_engine(url, pool_pre_ping=True, connect_args=connect_args, **kwargs)
+    if read_only:
+        event.listen(engine, "connect", _postgres_read_only)
+    return engine
+
+
+def _needs_immutable(path: Path) -> bool:
+    """True when SQLite could not create the `-shm` file beside a WAL database.
+
+    In a folder nobody can write, no one can change the database either, so
+    reading it as immutable is safe, unless a `-wal` file holds changes not yet
+    merged: those are refused in `_check_readable`.
+    """
+    shm = path.with_name(path.name + "-shm")
+    return not shm.exists() and not os.access(path.parent, os.W_OK)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -33,6 +79,20 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+
+
+def _sqlite_read_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def _postgres_read_only(dbapi_connection: Any, _record: Any) -> None:
+    # Set on the session, so it holds whatever options the URL already carries.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+    cursor.close()
+    dbapi_connection.commit()
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
@@ -64,6 +124,13 @@ def head_revision() -> str | None:
     return ScriptDirectory(str(MIGRATIONS)).get_current_head()
 
 
+def known_revisions() -> set[str]:
+    """Every revision the code has a migration for."""
+    from alembic.script import ScriptDirectory
+
+    return {script.revision for script in ScriptDirectory(str(MIGRATIONS)).walk_revisions()}
+
+
 def migrate(engine: Engine) -> bool:
     """Bring the schema to the newest revision; True when anything was applied."""
     if current_revision(engine) == head_revision():
@@ -77,17 +144,70 @@ def migrate(engine: Engine) -> bool:
 class Store:
     """The database a command works on: an engine and its session factory."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, url: str = "") -> None:
         self.engine = engine
+        self.url = url or engine.url.render_as_string(hide_password=False)
         self.sessions = session_factory(engine)
+        self.revision_at_open: str | None = None  # the schema found, before any upgrade
+        self.revision: str | None = None  # the schema now
 
     @classmethod
-    def open(cls, url: str, *, apply_migrations: bool = True) -> Store:
-        """Connect, and bring the schema up to date unless told not to."""
-        store = cls(make_engine(url))
-        if apply_migrations:
-            migrate(store.engine)
+    def open(cls, url: str, access: Access = Access.create) -> Store:
+        """Connect for `access` and check (or, where allowed, bring up) the schema.
+
+        Raises StoreError (or BadDatabaseUrl) with a message for people; nothing
+        is created or changed unless `access` allows it.
+        """
+        path = sqlite_path(url)
+        if path is not None and access is not Access.create:
+            _check_exists(path)
+            if access is Access.read:
+                _check_readable(path)
+            else:
+                _check_writable(path)
+        try:
+            engine = make_engine(url, read_only=access is Access.read)
+        except (ArgumentError, ModuleNotFoundError) as exc:
+            raise BadDatabaseUrl(_driver_problem(exc)) from None
+        store = cls(engine, url)
+        try:
+            with store.translated_errors():
+                store._check_schema(access)
+        except BaseException:
+            store.close()
+            raise
         return store
+
+    def _check_schema(self, access: Access) -> None:
+        revision, head = current_revision(self.engine), head_revision()
+        self.revision_at_open = self.revision = revision
+        where = describe(self.url)
+        if revision is None:
+            foreign = sorted(inspect(self.engine).get_table_names())
+            if foreign:
+                shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+                raise NotInitialised(f"{where} holds tables that are not outreach's ({shown}): choose another database")
+            if access is not Access.create:
+                raise NotInitialised(f"{where} has no outreach tables yet: run `outreach init`")
+        elif revision not in known_revisions():
+            raise NotInitialised(
+                f"{where} is at schema {revision}, newer than this outreach knows ({head}): upgrade outreach"
+            )
+        if revision != head:
+            if access is Access.read:
+                raise NotInitialised(
+                    f"{where} is at schema {revision}, this outreach needs {head}: run `outreach init`"
+                )
+            migrate(self.engine)
+            self.revision = head
+
+    @contextmanager
+    def translated_errors(self) -> Iterator[None]:
+        """Driver errors inside become StoreError or BadDatabaseUrl naming this database."""
+        try:
+            yield
+        except DBAPIError as exc:
+            raise explain(exc, self.url) from exc
 
     def close(self) -> None:
         """Release pooled connections (SQLite files stay locked otherwise on some OSes)."""
@@ -100,12 +220,33 @@ class Store:
         self.close()
 
 
-def safe_url(url: str) -> str:
-    """A database URL fit to print: the password masked."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # not a URL at all: show nothing of it
-        return "(unparsable database URL)"
+def _check_exists(path: Path) -> None:
+    if not path.exists():
+        raise NotInitialised(f"no database at {path}: run `outreach init` (or check --db and --config)")
+
+
+def _check_writable(path: Path) -> None:
+    # Checked before any work: a write refused halfway through a command is worse.
+    for needed in (path, path.parent):
+        if not os.access(needed, os.W_OK):
+            raise read_only(str(path), f"{needed} is not writable")
+
+
+def _check_readable(path: Path) -> None:
+    wal = path.with_name(path.name + "-wal")
+    if _needs_immutable(path) and wal.exists() and wal.stat().st_size:
+        raise Unusable(
+            f"{path.parent} is not writable and {wal.name} holds changes not yet merged into {path.name}: "
+            "SQLite cannot read them from here; copy the folder somewhere writable"
+        )
+
+
+def _driver_problem(exc: Exception) -> str:
+    if isinstance(exc, ModuleNotFoundError):
+        if exc.name == "psycopg":
+            return "PostgreSQL needs the psycopg driver: pip install 'outreach[postgres]'"
+        return f"the database driver {exc.name!r} is not installed; use postgresql+psycopg://"
+    return str(exc)
 
 
 def insert_ignoring_conflicts(session: Session, model: type[Any], rows: list[dict[str, Any]], keys: list[str]) -> None:

@@ -8,6 +8,7 @@ network or the user's own database.
 from __future__ import annotations
 
 import asyncio
+import shutil
 import sys
 import tempfile
 from dataclasses import replace
@@ -16,7 +17,6 @@ from pathlib import Path
 import httpx
 from rich.console import Console
 from rich.panel import Panel
-from rich.table import Table
 from sqlalchemy import select
 
 from channels import build_channels
@@ -28,17 +28,20 @@ from outreach.dispatch import send_pending
 from outreach.ingest import poll_sources
 from outreach.links import short_url
 from outreach.models import Delivery, Item
+from outreach.packaged import SAMPLES
 from outreach.render import Renderer
 from outreach.report_view import print_report
 from outreach.reports import build_report
 from outreach.serve import BackgroundServer
+from outreach.tables import fitted_table
+from outreach.text import plural
 from outreach.web import create_app
 
-SAMPLES = Path(__file__).parent / "sample"
-CHECKOUT_CONFIG = Path(__file__).resolve().parent.parent / "schedules.yaml"
 SAMPLE_DOMAIN = "quangngai.gov.vn"
 BROWSER = "Mozilla/5.0 (Linux; Android 14) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0 Mobile Safari/537.36"
 PREVIEWER = "TelegramBot (like TwitterBot)"
+TEMP_PREFIX = "outreach-demo-"
+MARKER = ".outreach-demo"
 
 
 def demo_settings(settings: config.Settings, folder: Path, tracker_url: str) -> config.Settings:
@@ -81,12 +84,42 @@ def pick_items(store: Store, per_language: dict[str, int]) -> list[Item]:
     return chosen
 
 
-def run_demo(settings: config.Settings, out: Console, folder: Path | None = None) -> Path:
-    """Ingest, campaign, render, deliver, click and report; return the demo folder."""
-    folder = (folder or Path(tempfile.mkdtemp(prefix="outreach-demo-"))).resolve()
+class DemoFolderError(ValueError):
+    """The folder given for the demo holds something else: it is not touched."""
+
+
+def prepare_folder(folder: Path | None) -> tuple[Path, int]:
+    """The folder to work in, and how many earlier temporary demo folders were removed.
+
+    Without a folder, a new temporary one is made and the earlier ones (marked
+    by MARKER) are removed, so running the demo again and again leaves one
+    behind. A given folder must be new, empty, or an earlier demo's (reset).
+    """
+    removed = 0
+    if folder is None:
+        for earlier in Path(tempfile.gettempdir()).glob(f"{TEMP_PREFIX}*"):
+            if (earlier / MARKER).is_file():
+                shutil.rmtree(earlier, ignore_errors=True)
+                removed += 1
+        folder = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX))
+    folder = folder.resolve()
+    if folder.is_dir() and any(folder.iterdir()):
+        if not (folder / MARKER).is_file():
+            raise DemoFolderError(f"{folder} is not empty and not an earlier demo's folder: give a new or empty one")
+        for part in ("outreach.db", "outreach.db-wal", "outreach.db-shm", "outbox"):
+            target = folder / part
+            shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
     folder.mkdir(parents=True, exist_ok=True)
+    (folder / MARKER).write_text("made by `outreach demo`; safe to delete\n", encoding="utf-8")
+    return folder, removed
+
+
+def run_demo(settings: config.Settings, out: Console, folder: Path, removed: int = 0, keep: bool = True) -> None:
+    """Ingest, campaign, render, deliver, click and report in a folder from `prepare_folder`."""
     out.rule("[b]outreach demo")
-    out.print(f"Working in {folder} (SQLite store, outbox files); nothing leaves this machine.")
+    if removed:
+        out.print(f"Removed {plural(removed, 'earlier demo folder')} from {tempfile.gettempdir()}.")
+    out.print(f"Working in {folder} (SQLite store, outbox files); nothing leaves this machine.", soft_wrap=True)
     store = Store.open(f"sqlite:///{folder / 'outreach.db'}")
     try:
         with BackgroundServer(create_app(store)) as server:
@@ -108,16 +141,18 @@ def run_demo(settings: config.Settings, out: Console, folder: Path | None = None
         f"Look again with: {command} --config {settings.config_path.resolve()} --db sqlite:///{folder / 'outreach.db'} report",
         soft_wrap=True,
     )
-    return folder
+    if keep:
+        out.print(f"Clean up with:   rm -r {folder}", soft_wrap=True)
+    else:
+        out.print(f"The next `{Path(command).name} demo` removes this folder; to keep it, use --dir.", soft_wrap=True)
 
 
 def _ingest(store: Store, settings: config.Settings, out: Console) -> None:
     out.rule("1. ingest the portal's feeds")
     results = poll_sources(store, settings.schedule)
     for r in results:
-        out.print(
-            f"  {r.source}: {r.new} new items of {r.seen} in the feed" + (f" [red]({r.error})[/red]" if r.error else "")
-        )
+        problem = f" [red]({r.error})[/red]" if r.error else ""
+        out.print(f"  {r.source}: {plural(r.new, 'new item')} of {r.seen} in the feed{problem}")
     again = poll_sources(store, settings.schedule)
     out.print(f"  polled again: {sum(r.new for r in again)} new (duplicates are recognised)")
 
@@ -125,9 +160,7 @@ def _ingest(store: Store, settings: config.Settings, out: Console) -> None:
 def _campaigns(store: Store, settings: config.Settings, out: Console) -> None:
     out.rule("2. campaigns: one per business topic, plus English news for investors")
     renderer = Renderer(settings.schedule, settings.templates_dir)
-    table = Table("id", "lang", "topics", "posts", "title")
-    table.columns[-1].no_wrap = True
-    table.columns[-1].overflow = "ellipsis"
+    table = fitted_table("id", "lang", "topics", "posts", "title", wide="title", wrap={"topics"}, right={"id", "posts"})
     for item in pick_items(store, {"vi": 5, "en": 2}):
         with store.sessions.begin() as session:
             made = create_campaign(session, settings, item.id, "demo")
@@ -165,6 +198,6 @@ def _click(store: Store, settings: config.Settings, out: Console, base_url: str)
                 assert answer.status_code == 302, f"tracker answered {answer.status_code} for {url}"
             client.get(url, headers={"User-Agent": PREVIEWER})
             if n == 0:
-                out.print(f"  {url} → 302 {answer.headers['location']}")
+                out.print(f"  {url}\n  → 302 {answer.headers['location']}", soft_wrap=True)
         client.head(url)
-    out.print(f"  followed {len(deliveries)} tracked links; previews and HEAD requests are not counted as visits")
+    out.print(f"  followed {plural(len(deliveries), 'tracked link')}; previews and HEAD requests are not visits")

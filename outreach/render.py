@@ -21,14 +21,18 @@ import jinja2
 
 from outreach.channel import PLATFORM_LIMITS, ChannelLimits
 from outreach.config import Schedule
+from outreach.packaged import TEMPLATES
 
-BUILTIN_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 ELLIPSIS = " …"
 _TAG = re.compile(r"<[^>]*>")
 
 
 class RenderError(Exception):
     """A template is missing or broken, or its fixed text alone is over the limit."""
+
+
+class UnknownTemplate(RenderError):
+    """No template by that name for a channel and language."""
 
 
 @dataclass(frozen=True)
@@ -100,14 +104,12 @@ def shorten(text: str, width: int) -> str:
 class Renderer:
     """Renders posts for any channel from one template environment."""
 
-    def __init__(
-        self, schedule: Schedule, override_dir: Path | None = None, builtin_dir: Path = BUILTIN_TEMPLATES
-    ) -> None:
+    def __init__(self, schedule: Schedule, override_dir: Path | None = None, builtin_dir: Path = TEMPLATES) -> None:
         self.schedule = schedule
-        folders = [str(p) for p in (override_dir, builtin_dir) if p is not None]
+        self.folders = [str(p) for p in (override_dir, builtin_dir) if p is not None]
         html_channels = {name for name, limits in PLATFORM_LIMITS.items() if limits.markup == "html"}
         self.env = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(folders),
+            loader=jinja2.FileSystemLoader(self.folders),
             # Telegram's HTML parse mode needs <, >, & escaped; Facebook takes plain text.
             autoescape=lambda name: name is not None and name.split("/", 1)[0] in html_channels,  # noqa: S701 - per channel
             undefined=jinja2.StrictUndefined,
@@ -135,15 +137,26 @@ class Renderer:
             views.append(TopicView(topic_id, label))
         return views
 
+    def template(self, channel: str, template: str, language: str) -> jinja2.Template:
+        """The compiled template; UnknownTemplate or RenderError say what is wrong and where."""
+        name = f"{channel}/{template}.{language}.j2"
+        try:
+            return self.env.get_template(name)
+        except jinja2.TemplateNotFound:
+            known = sorted(
+                {n.split("/")[1].split(".")[0] for n in self.env.list_templates() if n.startswith(f"{channel}/")}
+            )
+            raise UnknownTemplate(
+                f"no template {template!r} for {channel} in {language} ({name} is in none of {', '.join(self.folders)}; "
+                f"{channel} has: {', '.join(known) or 'none'})"
+            ) from None
+        except jinja2.TemplateSyntaxError as exc:
+            raise RenderError(f"{exc.filename or name}:{exc.lineno}: {exc.message}") from None
+
     def render(self, channel: str, template: str, context: PostContext) -> str:
         """The post text for one channel, fitted to its length limit."""
         name = f"{channel}/{template}.{context.language}.j2"
-        try:
-            compiled = self.env.get_template(name)
-        except jinja2.TemplateNotFound:
-            raise RenderError(f"template {name} not found in {', '.join(self.env.loader.searchpath)}") from None  # type: ignore[union-attr]
-        except jinja2.TemplateSyntaxError as exc:
-            raise RenderError(f"{exc.filename or name}:{exc.lineno}: {exc.message}") from None
+        compiled = self.template(channel, template, context.language)
         limits = self.limits(channel)
 
         def draw(item: ItemView) -> str:

@@ -79,3 +79,8 @@ def scrub(text: str) -> str:
     for pattern in _SECRET_PATTERNS:
         text = pattern.sub(lambda m: (m.group(1) if m.groups() else "") + "***", text)
     return text[:MAX_ERROR]
+
+
+def plural(count: int, singular: str, plural_form: str | None = None) -> str:
+    """`1 delivery`, `2 deliveries`: the count with its noun agreeing."""
+    return f"{count} {singular if count == 1 else plural_form or singular + 's'}"

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import socket
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -43,6 +46,13 @@ def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket.socket, "connect", _loopback_only)
 
 
+@pytest.fixture(autouse=True)
+def _no_outreach_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The developer's own OUTREACH_* settings never leak into a test."""
+    for name in [n for n in os.environ if n.startswith("OUTREACH_") and n != "OUTREACH_TEST_PG_URL"]:
+        monkeypatch.delenv(name)
+
+
 # --- databases ---------------------------------------------------------------
 
 
@@ -63,19 +73,26 @@ def _pg_schema_url(base: str) -> Iterator[str]:
         admin.dispose()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A database URL on each supported database; PostgreSQL needs OUTREACH_TEST_PG_URL."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'outreach.db'}"
-        return
+PG_SKIP = "PostgreSQL tests need OUTREACH_TEST_PG_URL (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test)"
+
+
+def pg_url() -> str:
+    """The test PostgreSQL server's URL; skips the test without one (fails it under CI)."""
     if not PG_URL:
         if os.environ.get("CI") == "true":
             pytest.fail("CI=true but OUTREACH_TEST_PG_URL is not set: the store tests must run on PostgreSQL")
-        pytest.skip(
-            "PostgreSQL tests need OUTREACH_TEST_PG_URL (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test)"
-        )
-    yield from _pg_schema_url(PG_URL)
+        pytest.skip(PG_SKIP)
+    return PG_URL
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database on each supported database: a SQLite path not yet created,
+    or a PostgreSQL schema of its own (OUTREACH_TEST_PG_URL)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'outreach.db'}"
+        return
+    yield from _pg_schema_url(pg_url())
 
 
 @pytest.fixture
@@ -92,6 +109,39 @@ def sqlite_store(tmp_path: Path) -> Iterator[Store]:
     opened = Store.open(f"sqlite:///{tmp_path / 'outreach.db'}")
     yield opened
     opened.close()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """One line per skip reason, not one per test (fifty PostgreSQL skips say one thing)."""
+    reasons: Counter[str] = Counter()
+    for report in terminalreporter.stats.get("skipped", []):
+        longrepr = report.longrepr
+        reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+        reasons[reason.removeprefix("Skipped: ")] += 1
+    for reason, count in reasons.items():
+        terminalreporter.write_line(f"skipped {count}: {reason}", yellow=True)
+
+
+@contextmanager
+def read_only(path: Path) -> Iterator[list[str]]:
+    """Make a file or folder read-only for a child process; yield the argv prefix to run it with.
+
+    Permission bits do not stop root, so as root the path is bind-mounted
+    read-only in a private mount namespace of the child alone (`unshare -m`),
+    which binds root too; others get the bits cleared for the test's length.
+    """
+    if os.geteuid() != 0:
+        mode = path.stat().st_mode
+        path.chmod(mode & ~0o222)
+        try:
+            yield []
+        finally:
+            path.chmod(mode)
+        return
+    if shutil.which("unshare") is None:
+        pytest.skip("running as root without unshare: cannot make a path read-only for root")
+    script = 'mount --bind "$0" "$0" && mount -o remount,ro,bind "$0" "$0" && exec "$@"'
+    yield ["unshare", "--mount", "sh", "-c", script, str(path)]
 
 
 # --- configuration -----------------------------------------------------------

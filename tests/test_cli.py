@@ -3,18 +3,31 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
+import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 from click.testing import CliRunner, Result
 
 from cli import main
+from outreach.packaged import SAMPLES
 from tests.conftest import ROOT, base_config
 
-SAMPLE_VI = (ROOT / "outreach" / "sample" / "portal-vi.rss").as_uri()
+SAMPLE_VI = (SAMPLES / "portal-vi.rss").as_uri()
+WIDE = {"COLUMNS": "200"}  # tables on one line each, so rows can be read back
+Run = Callable[..., Result]
+
+
+def table_rows(output: str) -> list[list[str]]:
+    """The body rows of the rich tables in some output, as stripped cells."""
+    return [[cell.strip() for cell in line.split("│")[1:-1]] for line in output.splitlines() if line.startswith("│")]
 
 
 @pytest.fixture
@@ -28,12 +41,12 @@ def config_file(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def run(tmp_path: Path, config_file: Path):  # type: ignore[no-untyped-def]
+def run(tmp_path: Path, config_file: Path) -> Run:
     def invoke(*args: str, expect: int = 0) -> Result:
         result = CliRunner().invoke(
             main,
             ["--config", str(config_file), "--db", f"sqlite:///{tmp_path / 'cli.db'}", *args],
-            env={"OUTREACH_TELEGRAM_TOKEN": ""},
+            env={"OUTREACH_TELEGRAM_TOKEN": "", **WIDE},
         )
         assert result.exit_code == expect, result.output + (repr(result.exception) if result.exception else "")
         return result
@@ -44,6 +57,7 @@ def run(tmp_path: Path, config_file: Path):  # type: ignore[no-untyped-def]
 COMMANDS = [
     [],
     ["init"],
+    ["status"],
     ["config"],
     ["config", "check"],
     ["sources"],
@@ -66,7 +80,23 @@ COMMANDS = [
 def test_help(command: list[str]) -> None:
     result = CliRunner().invoke(main, [*command, "--help"])
     assert result.exit_code == 0, result.output
-    assert "Usage:" in result.output
+    assert result.output.startswith(f"Usage: main {' '.join(command)}".rstrip())
+
+
+@pytest.mark.parametrize(
+    "command", [c for c in COMMANDS if c in ([], ["sources"], ["items"], ["campaign"], ["config"])]
+)
+def test_every_one_line_help_fits_without_being_cut(command: list[str]) -> None:
+    listing = CliRunner().invoke(main, [*command, "--help"], env={"COLUMNS": "80"}).output
+    commands = listing.split("Commands:", 1)[1]
+    assert "..." not in commands, commands
+
+
+def test_help_says_where_relative_paths_are_read_from_and_what_exits_mean() -> None:
+    text = " ".join(CliRunner().invoke(main, ["--help"], env={"COLUMNS": "200"}).output.split())
+    assert "are read from the config file's folder, wherever you run the command" in text
+    assert "a relative --db path is read from the current folder" in text
+    assert "3 no outreach database there yet (run `outreach init`)" in text
 
 
 def test_config_error_exits_2_naming_file_line_and_key(tmp_path: Path) -> None:
@@ -80,102 +110,152 @@ def test_config_error_exits_2_naming_file_line_and_key(tmp_path: Path) -> None:
     assert f"config error: {bad}:5: tracker.colour: Extra inputs are not permitted" in result.output
 
 
-def test_config_check_names_transports(run) -> None:  # type: ignore[no-untyped-def]
-    result = run("config", "check")
-    assert "channel facebook: sends through outbox" in result.output
-    assert "channel telegram_channel: sends through outbox" in result.output
+def test_config_check_names_transports(run: Run) -> None:
+    lines = run("config", "check").output.splitlines()
+    assert lines[0].endswith(": ok: 7 topics, 1 source, time zone Asia/Ho_Chi_Minh")
+    assert lines[1:] == ["  channel facebook: sends through outbox", "  channel telegram_channel: sends through outbox"]
 
 
-def test_whole_pipeline_through_the_cli(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    assert "schema revision 0001" in run("init").output
-    polled = run("sources", "poll").output
-    assert "portal" in polled
-    assert "16" in polled
-    assert "never" not in run("sources", "list").output
-    listing = run("items", "list", "--topic", "procurement").output
-    assert "mua sắm" in listing or "thầu" in listing
+def test_whole_pipeline_through_the_cli(run: Run, tmp_path: Path) -> None:
+    assert run("init").output == f"database {tmp_path / 'cli.db'}: schema 0001 (created)\n"
+    assert run("init").output == f"database {tmp_path / 'cli.db'}: schema 0001 (up to date)\n"
+    assert table_rows(run("sources", "poll").output) == [["portal", "16", "16", "ok"]]
+    assert table_rows(run("sources", "poll").output) == [["portal", "0", "16", "ok"]]
+    sources = run("sources", "list").output.splitlines()
+    assert sources[0] == f"portal (vi, every 30 min) {SAMPLE_VI}"
+    assert sources[1].startswith("  last poll 20")
+    assert sources[1].endswith(": ok")
+    listing = table_rows(run("items", "list", "--topic", "procurement").output)
+    assert listing
+    assert all("procurement" in row[3] for row in listing)
     created = run("campaign", "create", "--item", "1").output
-    assert "campaign 1 created (draft)" in created
+    assert created.startswith("campaign 1 created (draft): ")
     preview = run("campaign", "preview", "1").output
-    assert "facebook" in preview
-    assert "telegram_channel" in preview
+    assert "facebook → quangngai.gov.vn" in preview
+    assert "telegram_channel → @quangngai_doanhnghiep" in preview
     assert "/r/PREVIEWxx" in preview
-    assert "2 new deliveries queued" in run("campaign", "queue", "1").output
-    assert "0 new deliveries queued" in run("campaign", "queue", "1").output
-    assert "sent 2, retrying 0, failed 0" in run("send").output
-    assert "sent 0" in run("send").output
+    assert run("campaign", "queue", "1").output == "campaign 1: 2 new deliveries queued\n"
+    assert run("campaign", "queue", "1").output == "campaign 1: 0 new deliveries queued\n"
+    assert "sent 2, retrying 0, failed 0, skipped 0, unknown 0\n" in run("send").output
+    assert "sent 0, retrying 0, failed 0, skipped 0, unknown 0\n" in run("send").output
     files = sorted((tmp_path / "outbox").rglob("*.txt"))
     assert [f.parent.name for f in files] == ["facebook", "telegram_channel"]
     header = json.loads(files[0].read_text(encoding="utf-8").split("\n", 1)[0])
     assert header["channel"] == "facebook"
     assert header["campaign"] == 1
     assert "utm_source=facebook" in header["link"]["destination"]
-    assert "done" in run("campaign", "list").output
-    report = run("report").output
-    assert "facebook" in report
-    assert "telegram_channel" in report
-    assert "total" in report
+    [campaign_row] = table_rows(run("campaign", "list").output)
+    assert campaign_row[:2] == ["1", "done"]
+    report = table_rows(run("report").output)
+    assert report[:3] == [
+        ["facebook", "outbox", "1", "0", "0", "0", "0"],
+        ["telegram_channel", "outbox", "1", "0", "0", "0", "0"],
+        ["total", "", "2", "0", "0", "0", "0"],
+    ]
 
 
-def test_campaign_errors_exit_1(run) -> None:  # type: ignore[no-untyped-def]
+def test_status_names_the_config_and_database_and_counts(run: Run, tmp_path: Path, config_file: Path) -> None:
     run("init")
-    assert "no item with id 42" in run("campaign", "create", "--item", "42", expect=1).output
     run("sources", "poll")
-    assert (
-        "channel(s) zalo not enabled" in run("campaign", "create", "--item", "1", "--channels", "zalo", expect=1).output
-    )
-    assert "no campaign with id 9" in run("campaign", "preview", "9", expect=1).output
+    run("campaign", "create", "--item", "1", "--channels", "facebook", "--queue")
+    lines = dict(line.split(None, 1) for line in run("status").output.splitlines())
+    assert lines["config"] == str(config_file)
+    assert lines["database"] == f"{tmp_path / 'cli.db'} (schema 0001)"
+    assert lines["items"].startswith("16 (last poll 20")
+    assert lines["campaigns"] == "1: 1 scheduled"
+    assert lines["deliveries"] == "1: 1 pending"
+    assert lines["clicks"] == "0 (last never)"
+    assert lines["channels"] == "facebook via outbox, telegram_channel via outbox"
 
 
-def test_unknown_source_is_a_usage_error(run) -> None:  # type: ignore[no-untyped-def]
-    assert "unknown source(s): nope" in run("sources", "poll", "nope", expect=2).output
+def test_one_delivery_is_one_delivery(run: Run) -> None:
+    run("init")
+    run("sources", "poll")
+    output = run("campaign", "create", "--item", "1", "--channels", "facebook", "--queue").output
+    assert output.splitlines()[1] == "campaign 1 queued: 1 delivery"
+
+
+def test_campaign_errors_exit_1(run: Run) -> None:
+    run("init")
+    assert "error: no item with id 42" in run("campaign", "create", "--item", "42", expect=1).output
+    run("sources", "poll")
+    output = run("campaign", "create", "--item", "1", "--channels", "zalo", expect=1).output
+    assert "error: channel(s) zalo not enabled" in output
+    assert "error: no campaign with id 9" in run("campaign", "preview", "9", expect=1).output
+
+
+def test_unknown_source_is_a_usage_error(run: Run) -> None:
+    run("init")
+    assert "error: unknown source(s): nope" in run("sources", "poll", "nope", expect=2).output
+
+
+def _demo(folder: Path | None, columns: int = 120) -> Result:
+    argv = ["--config", str(ROOT / "schedules.yaml"), "demo"] + (["--dir", str(folder)] if folder else [])
+    result = CliRunner().invoke(main, argv, env={"COLUMNS": str(columns)})
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    return result
 
 
 def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     folder = tmp_path / "demo"
+    output = _demo(folder).output
+    assert "sample-portal-vi: 16 new items of 16 in the feed" in output
+    assert "polled again: 0 new (duplicates are recognised)" in output
+    assert "sent 14, failed 0" in output
+    assert str(folder / "outreach.db") in output
+    assert f"Clean up with:   rm -r {folder}" in output
+    rows = table_rows(output)
+    assert ["facebook", "outbox", "7", "0", "0", "13", "7"] in rows
+    assert ["total", "", "14", "0", "0", "27", "14"] in rows
+
+
+def test_demo_tables_stay_readable_at_80_columns(tmp_path: Path) -> None:
+    output = _demo(tmp_path / "demo", columns=80).output
+    assert max(len(line) for line in output.splitlines() if "│" in line or "┃" in line) <= 80
+    assert "┳┳" not in output, "a column was squeezed to nothing"
+    campaign_rows = [row for row in table_rows(output) if len(row) == 5]
+    assert [row[0] for row in campaign_rows if row[0]] == [str(n) for n in range(1, 8)]
+    assert all(row[1] in ("vi", "en") for row in campaign_rows if row[0])
+
+
+def test_demo_again_in_its_folder_starts_afresh_and_refuses_a_foreign_folder(tmp_path: Path) -> None:
+    folder = tmp_path / "demo"
+    _demo(folder)
+    assert "sent 14, failed 0" in _demo(folder).output
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "thesis.docx").write_text("keep me", encoding="utf-8")
     result = CliRunner().invoke(
-        main, ["--config", str(ROOT / "schedules.yaml"), "demo", "--dir", str(folder)], env={"COLUMNS": "120"}
+        main, ["--config", str(ROOT / "schedules.yaml"), "demo", "--dir", str(tmp_path / "mine")]
     )
-    assert result.exit_code == 0, result.output + repr(result.exception)
-    assert "sample-portal-vi: 16 new items of 16" in result.output
-    assert "polled again: 0 new" in result.output
-    assert "sent 14, failed 0" in result.output
-    assert "By channel" in result.output
-    assert "By campaign" in result.output
-    assert str(folder / "outreach.db") in result.output
-    total = next(line for line in result.output.splitlines() if "total" in line)
-    sent, waiting, problems, visits, crawlers = [int(cell) for cell in total.replace("│", " ").split()[1:]]
-    assert (sent, waiting, problems) == (14, 0, 0)
-    assert visits == 27
-    assert crawlers == 14
-    assert any(
-        line.split("│")[1:3] == [" facebook         ", " outbox "] for line in result.output.splitlines() if "│" in line
-    ), result.output
+    assert result.exit_code == 2
+    assert "is not empty and not an earlier demo's folder" in result.output
+    assert (tmp_path / "mine" / "thesis.docx").read_text(encoding="utf-8") == "keep me"
 
 
-def test_tracker_command_serves_redirects(tmp_path: Path, config_file: Path) -> None:
-    import socket
-    import time
+def test_demo_removes_its_earlier_temporary_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    (tmp_path / "outreach-demo-unrelated").mkdir()  # not marked as a demo's: kept
+    _demo(None)
+    second = _demo(None).output
+    assert f"Removed 1 earlier demo folder from {tmp_path}." in second
+    assert "The next `outreach demo` removes this folder; to keep it, use --dir." in second
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert len(left) == 2
+    assert "outreach-demo-unrelated" in left
 
-    import httpx
 
-    db = f"sqlite:///{tmp_path / 'cli.db'}"
+def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    argv = [
-        sys.executable,
-        "-c",
-        "import cli; cli.main()",
-        "--config",
-        str(config_file),
-        "--db",
-        db,
-        "tracker",
-        "--port",
-        str(port),
-    ]
-    server = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        return int(probe.getsockname()[1])
+
+
+def test_tracker_command_serves_redirects_and_names_its_database(tmp_path: Path, config_file: Path) -> None:
+    db = tmp_path / "cli.db"
+    assert CliRunner().invoke(main, ["--config", str(config_file), "--db", f"sqlite:///{db}", "init"]).exit_code == 0
+    port = _free_port()
+    argv = [sys.executable, "-c", "import cli; cli.main()", "--config", str(config_file), "--db", f"sqlite:///{db}"]
+    server = subprocess.Popen([*argv, "tracker", "--port", str(port)], cwd=ROOT, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 20
         while True:
@@ -192,6 +272,8 @@ def test_tracker_command_serves_redirects(tmp_path: Path, config_file: Path) -> 
         server.terminate()
         _, err = server.communicate(timeout=10)
     assert "OUTREACH_CLICK_SALT is not set" in err
+    assert f"tracker: database {db} (schema 0001)" in err
+    assert f"tracker: links https://go.quangngai.gov.vn/r/CODE, served on 127.0.0.1:{port}" in err
 
 
 def test_help_is_quick_to_start() -> None:
@@ -201,19 +283,16 @@ def test_help_is_quick_to_start() -> None:
     assert out.strip().endswith("[]")
 
 
-def test_bad_database_url_exits_2_and_passwords_are_never_printed(config_file: Path) -> None:
-    from outreach.db import safe_url
-
-    result = CliRunner().invoke(main, ["--config", str(config_file), "--db", "nosuchdb://user:s3cret@host/x", "init"])
-    assert result.exit_code == 2
-    assert "config error: --db / OUTREACH_DATABASE_URL: cannot use nosuchdb://user:***@host/x" in result.output
-    assert "s3cret" not in result.output
-    assert (
-        safe_url("postgresql+psycopg://app:s3cret@db:5432/outreach") == "postgresql+psycopg://app:***@db:5432/outreach"
-    )
-
-
-def test_send_says_when_a_channel_falls_back_to_the_outbox(run) -> None:  # type: ignore[no-untyped-def]
+def test_send_says_when_a_channel_falls_back_to_the_outbox(run: Run) -> None:
+    run("init")
     output = run("send").output
     assert "channel facebook: no token set, writing to the outbox instead" in output
-    assert "sent 0" in output
+    assert "sent 0, retrying 0" in output
+
+
+def test_init_prints_the_starter_config(tmp_path: Path) -> None:
+    # No config is needed to get one, and no database is made.
+    result = CliRunner().invoke(main, ["--config", str(tmp_path / "none.yaml"), "init", "--config-example"])
+    assert result.exit_code == 0, result.output
+    assert result.output == (ROOT / "schedules.yaml").read_text(encoding="utf-8")
+    assert list(tmp_path.iterdir()) == []

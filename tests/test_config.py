@@ -113,7 +113,7 @@ def test_secrets_come_from_environment_and_print_as_stars(tmp_path: Path) -> Non
     assert settings.secrets.telegram_token.get_secret_value() == "123:abc"
     assert "123:abc" not in repr(settings)
     assert settings.secrets.facebook_page_token is None
-    assert settings.database_url == "sqlite:///outreach.db"
+    assert settings.database_url == f"sqlite:///{tmp_path / 'outreach.db'}"
 
 
 def test_dotenv_is_read_but_environment_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -141,12 +141,62 @@ def test_yaml_error_names_where_the_broken_construct_began(tmp_path: Path) -> No
     assert "at line 5)" in problem
 
 
-def test_database_url_from_dotenv_and_outbox_beside_the_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("OUTREACH_DATABASE_URL", raising=False)
+def test_dotenv_beside_the_config_gives_the_database_url_wherever_the_command_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "conf"
+    folder.mkdir()
+    path = write(folder, MINIMAL)
+    (folder / ".env").write_text("OUTREACH_DATABASE_URL=postgresql+psycopg://app:pw@db/outreach\n", encoding="utf-8")
+    (tmp_path / ".env").write_text("OUTREACH_DATABASE_URL=sqlite:///wrong.db\n", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)  # a .env in the working folder is not the config's
+    assert load_settings(path).database_url == "postgresql+psycopg://app:pw@db/outreach"
+    monkeypatch.setenv("OUTREACH_DATABASE_URL", "sqlite:///from-env.db")  # the environment wins over .env
+    assert load_settings(path).database_url == f"sqlite:///{folder / 'from-env.db'}"
+
+
+def test_the_db_argument_wins_and_is_read_from_the_working_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = write(tmp_path, MINIMAL)
-    settings = load_settings(path, env={"OUTREACH_DATABASE_URL": "postgresql+psycopg://app:pw@db/outreach"})
-    assert settings.database_url == "postgresql+psycopg://app:pw@db/outreach"
-    assert (
-        load_settings(path, "sqlite:///x.db", env={"OUTREACH_DATABASE_URL": "ignored"}).database_url == "sqlite:///x.db"
+    monkeypatch.chdir("/")
+    settings = load_settings(path, "sqlite:///x.db", env={"OUTREACH_DATABASE_URL": "sqlite:///ignored.db"})
+    assert settings.database_url == "sqlite:////x.db"
+
+
+def test_relative_paths_in_the_config_are_read_from_its_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tmp_path / "conf"
+    folder.mkdir()
+    path = write(folder, MINIMAL + "channels:\n  outbox:\n    dir: out/box\n")
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings(Path("conf/schedules.yaml"), env={})
+    assert settings.schedule.channels.outbox.dir == folder / "out" / "box"
+    assert settings.database_url == f"sqlite:///{folder / 'outreach.db'}"
+    assert path.exists()
+
+
+def test_a_bad_database_url_in_the_environment_names_where_it_came_from(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, env={"OUTREACH_DATABASE_URL": "mysql://root@db/outreach"})
+    assert caught.value.problems[0].startswith("OUTREACH_DATABASE_URL: unsupported database 'mysql'")
+
+
+def test_a_config_nested_100000_levels_deep_is_refused(tmp_path: Path) -> None:
+    [problem] = problems(tmp_path, "version: 1\ntopics: " + "[" * 100_000 + "]" * 100_000 + "\n")
+    assert problem == f"{tmp_path / 'schedules.yaml'}: invalid YAML: nested too deeply (a config needs a few levels)"
+    [problem] = problems(tmp_path, "version: 1\ntracker: " + "{a: " * 100_000 + "1" + "}" * 100_000 + "\n")
+    assert "nested too deeply" in problem
+
+
+def test_aliases_that_expand_to_billions_of_values_are_refused(tmp_path: Path) -> None:
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{chr(98 + n)}: &{chr(98 + n)} [{', '.join(['*' + chr(97 + n)] * 10)}]\n" for n in range(9)
     )
-    assert settings.schedule.channels.outbox.dir == tmp_path / "outbox"
+    [problem] = problems(tmp_path, "version: 1\n" + bomb)
+    assert problem == f"{tmp_path / 'schedules.yaml'}: YAML expands to more than 100,000 values (aliases?)"
+
+
+def test_a_huge_file_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    [problem] = problems(tmp_path, "version: 1\n" + "# padding\n" * 200_000)
+    assert problem == f"{tmp_path / 'schedules.yaml'}: config file larger than 1,000,000 bytes; is it the right file?"

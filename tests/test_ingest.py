@@ -14,9 +14,8 @@ from outreach.config import Settings
 from outreach.db import Store
 from outreach.ingest import PollResult, UnknownSource, poll_sources
 from outreach.models import Item, Source
-from tests.conftest import ROOT, FeedServer, rss, rss_item
-
-SAMPLES = ROOT / "outreach" / "sample"
+from outreach.packaged import SAMPLES
+from tests.conftest import FeedServer, rss, rss_item
 
 
 def settings_for(make_settings: Callable[..., Settings], *sources: dict, **fetch: object) -> Settings:

@@ -1,0 +1,128 @@
+"""Database URLs: checked, made absolute and masked before anything connects.
+
+A relative SQLite path is resolved against a base folder chosen by the caller
+(the config file's folder for configured URLs, the working folder for `--db`), so
+a command run from cron or another shell never opens a different, empty database.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import quote
+
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+BACKENDS = ("sqlite", "postgresql")
+EXAMPLES = "sqlite:///path/to/outreach.db or postgresql+psycopg://user@host/dbname"
+# Options pysqlite takes from the URL; anything else it would silently ignore.
+SQLITE_OPTIONS = frozenset({"timeout", "isolation_level", "detect_types", "check_same_thread", "cached_statements"})
+# Virtual file systems: a database "file" there is a kernel interface, never a file.
+VIRTUAL_ROOTS = (Path("/proc"), Path("/sys"), Path("/dev"))
+# Query parameters that carry a credential (libpq's names), masked like user:pass@.
+SECRET_PARAMS = frozenset({"password", "sslpassword", "passfile"})
+MASK = "***"
+
+
+class BadDatabaseUrl(ValueError):
+    """The URL cannot name an outreach database; the message says what would."""
+
+
+def parse(url: str) -> URL:
+    """The URL's parts, or BadDatabaseUrl when it is not a URL of a supported database."""
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        raise BadDatabaseUrl(f"not a database URL (expected {EXAMPLES})") from None
+    backend = parsed.get_backend_name()
+    if backend not in BACKENDS:
+        raise BadDatabaseUrl(f"unsupported database {backend!r}: outreach runs on SQLite or PostgreSQL ({EXAMPLES})")
+    return parsed
+
+
+def resolve(url: str, base: Path) -> str:
+    """The URL with a relative SQLite path made absolute against `base`, checked.
+
+    Raises BadDatabaseUrl for another database, an in-memory SQLite (it keeps
+    nothing between commands), an unknown SQLite option, or a path that cannot
+    hold a database file (inside a file, in /proc, a folder or a device).
+    """
+    parsed = parse(url)
+    if parsed.get_backend_name() != "sqlite":
+        return url
+    database = parsed.database or ""
+    if database in ("", ":memory:") or database.startswith("file:"):
+        raise BadDatabaseUrl(f"give SQLite a file path, as in sqlite:///outreach.db (got {url!r})")
+    _check_sqlite_options(parsed)
+    path = Path(database).expanduser()
+    path = (path if path.is_absolute() else base / path).resolve()
+    _check_sqlite_path(path)
+    return parsed.set(database=str(path)).render_as_string(hide_password=False)
+
+
+def _check_sqlite_options(parsed: URL) -> None:
+    unknown = sorted(set(parsed.query) - SQLITE_OPTIONS)
+    if unknown:
+        raise BadDatabaseUrl(
+            f"unknown SQLite option(s) {', '.join(unknown)} (known: {', '.join(sorted(SQLITE_OPTIONS))})"
+        )
+    timeout = parsed.query.get("timeout")
+    if timeout is not None:
+        try:
+            float(str(timeout))
+        except ValueError:
+            raise BadDatabaseUrl(f"SQLite option timeout must be a number of seconds, not {timeout!r}") from None
+
+
+def _check_sqlite_path(path: Path) -> None:
+    for root in VIRTUAL_ROOTS:
+        if path == root or root in path.parents:
+            raise BadDatabaseUrl(f"{path} is in {root}, a virtual file system: choose a folder on disk")
+    if path.exists() and not path.is_file():
+        kind = "a folder" if path.is_dir() else "not a regular file"
+        raise BadDatabaseUrl(f"{path} is {kind}: give the path of a database file")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise BadDatabaseUrl(f"{parent} is a file, so {path} cannot be created: choose a folder")
+            break
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The database file of a SQLite URL (None for other databases)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database:
+        return None
+    return Path(parsed.database)
+
+
+def read_only_sqlite(url: str, immutable: bool) -> URL:
+    """The same SQLite file opened read-only through SQLite's URI form.
+
+    `immutable` also tells SQLite no one can change the file, which lets it read
+    a WAL database in a folder where it may not create its `-shm` index.
+    """
+    parsed = make_url(url)
+    path = sqlite_path(url)
+    assert path is not None
+    query = {**parsed.query, "mode": "ro", "uri": "true"}
+    if immutable:
+        query["immutable"] = "1"
+    return parsed.set(database=f"file:{quote(str(path))}", query=query)
+
+
+def safe_url(url: str) -> str:
+    """A database URL fit to print: passwords masked, in `user:pass@` and in the query."""
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        return "(unparsable database URL)"
+    masked = {key: (MASK if key.lower() in SECRET_PARAMS else value) for key, value in parsed.query.items()}
+    # Rendering percent-encodes the query; the mask reads better as it is.
+    return parsed.set(query=masked).render_as_string(hide_password=True).replace(quote(MASK, safe=""), MASK)
+
+
+def describe(url: str) -> str:
+    """How people read which database this is: a SQLite file's path, else the masked URL."""
+    path = sqlite_path(url)
+    return str(path) if path is not None else safe_url(url)

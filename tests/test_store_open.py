@@ -1,0 +1,122 @@
+"""Opening the store for what a command does: only `create` makes a database,
+`read` changes nothing, and every broken database is refused with one clear line."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.exc import DBAPIError
+
+from outreach.db import Access, Store, head_revision
+from outreach.dberrors import NotInitialised, Unreachable, Unusable, explain
+from outreach.dburl import BadDatabaseUrl
+from outreach.models import Source
+from tests.conftest import pg_url
+
+
+def _sqlite_file(url: str) -> Path | None:
+    return Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:") else None
+
+
+@pytest.mark.parametrize("access", [Access.read, Access.write])
+def test_only_create_makes_a_database(db_url: str, access: Access) -> None:
+    with pytest.raises(NotInitialised) as caught:
+        Store.open(db_url, access)
+    path = _sqlite_file(db_url)
+    if path is not None:
+        assert str(caught.value) == f"no database at {path}: run `outreach init` (or check --db and --config)"
+        assert not path.exists()
+    else:
+        assert "has no outreach tables yet: run `outreach init`" in str(caught.value)
+    with Store.open(db_url, Access.create) as store:
+        assert store.revision_at_open is None
+        assert store.revision == head_revision()
+    with Store.open(db_url, access) as store:
+        assert store.revision_at_open == store.revision == head_revision()
+
+
+def test_an_empty_sqlite_file_is_not_a_database_yet(tmp_path: Path) -> None:
+    path = tmp_path / "empty.db"
+    sqlite3.connect(path).close()
+    with pytest.raises(NotInitialised, match=rf"^{path} has no outreach tables yet: run `outreach init`$"):
+        Store.open(f"sqlite:///{path}", Access.write)
+
+
+def test_another_programs_tables_are_never_taken_over(db_url: str) -> None:
+    engine = create_engine(db_url)
+    with engine.begin() as connection:
+        connection.execute(text("CREATE TABLE invoices (id INTEGER PRIMARY KEY)"))
+    engine.dispose()
+    for access in Access:
+        with pytest.raises(NotInitialised, match=r"holds tables that are not outreach's \(invoices\): choose another"):
+            Store.open(db_url, access)
+
+
+def test_a_schema_newer_than_the_code_is_refused(db_url: str) -> None:
+    Store.open(db_url).close()
+    engine = create_engine(db_url)
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    engine.dispose()
+    for access in Access:
+        with pytest.raises(NotInitialised, match=r"is at schema 9999, newer than this outreach knows \(0001\)"):
+            Store.open(db_url, access)
+
+
+def test_read_access_cannot_write_even_by_mistake(db_url: str) -> None:
+    Store.open(db_url).close()
+    with Store.open(db_url, Access.read) as store:
+        with pytest.raises(Unusable) as caught, store.translated_errors(), store.sessions.begin() as session:
+            session.add(Source(name="x", url="u", language="vi", last_polled_at=datetime.now(UTC)))
+        message = str(caught.value)
+        assert "is read-only (" in message or "is open read-only for this command, which tried to write" in message
+
+
+def test_a_file_that_is_not_sqlite_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "notes.db"
+    path.write_text("Ghi chú họp giao ban, không phải cơ sở dữ liệu.\n" * 200, encoding="utf-8")
+    for access in Access:
+        with pytest.raises(Unusable) as caught:
+            Store.open(f"sqlite:///{path}", access)
+        assert str(caught.value) == f"{path} is not an outreach database, or it is damaged (file is not a database)"
+    assert path.read_text(encoding="utf-8").startswith("Ghi chú"), "the file was changed"
+
+
+def test_a_damaged_database_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "outreach.db"
+    Store.open(f"sqlite:///{path}").close()
+    data = bytearray(path.read_bytes())
+    data[100:4096] = b"\xff" * (4096 - 100)  # page 1 after the header: the schema table
+    path.write_bytes(bytes(data))
+    with pytest.raises(Unusable, match=r"is not an outreach database, or it is damaged \(.*malformed"):
+        Store.open(f"sqlite:///{path}", Access.read)
+
+
+def test_postgresql_down_is_unreachable() -> None:
+    # Port 1 on loopback: nothing listens there, the connection is refused at once.
+    with pytest.raises(Unreachable) as caught:
+        Store.open("postgresql+psycopg://outreach:s3cret@127.0.0.1:1/outreach", Access.read)
+    message = str(caught.value)
+    assert message.startswith("database postgresql+psycopg://outreach:***@127.0.0.1:1/outreach is unavailable: ")
+    assert "Connection refused" in message
+    assert "s3cret" not in message
+
+
+def test_postgresql_bad_option_and_missing_database() -> None:
+    base = pg_url()
+    with pytest.raises(BadDatabaseUrl, match=r'invalid connection option "colour" in the database URL'):
+        Store.open(f"{base}{'&' if '?' in base else '?'}colour=blue", Access.read)
+    missing = base.rsplit("/", 1)[0] + "/outreach_no_such_db"
+    with pytest.raises(NotInitialised, match=r'database "outreach_no_such_db" does not exist: create it \(createdb\)'):
+        Store.open(missing, Access.write)
+
+
+def test_a_locked_file_is_reported_as_busy() -> None:
+    error = DBAPIError("INSERT ...", {}, sqlite3.OperationalError("database is locked"))
+    problem = explain(error, "sqlite:////srv/outreach/outreach.db")
+    assert isinstance(problem, Unreachable)
+    assert str(problem) == "/srv/outreach/outreach.db is locked by another process; try again (database is locked)"
