@@ -36,14 +36,16 @@ class Exit(enum.IntEnum):
 
 
 EXIT_HELP = """\b
-Relative paths in schedules.yaml, in OUTREACH_DATABASE_URL and in the default
-database (outreach.db) are read from the config file's folder, wherever you run
-the command; a relative --db path is read from the current folder.
+Relative paths in schedules.yaml, in OUTREACH_DATABASE_URL and in the
+default database (outreach.db) are read from the config file's folder,
+wherever you run the command; a relative --db path is read from the
+current folder. Only `init` (and `demo`) create a database.
 
 \b
 Exit status: 0 ok, 1 the work failed, 2 bad usage or configuration,
-3 no outreach database there yet (run `outreach init`), 4 the database cannot be
-used (damaged, not a database, read-only), 5 the database server is unreachable.
+3 no outreach database there yet (run `outreach init`), 4 the database
+cannot be used (damaged, not a database, read-only), 5 the database
+server is unreachable (try again later).
 """
 MAX_ID = 2**31 - 1  # ids are INTEGER: 32 bits on PostgreSQL
 
