@@ -106,8 +106,8 @@ def test_an_unknown_template_is_refused_at_create(conf: Path, tmp_path: Path) ->
     assert "Invalid value for '--template': no template 'postt' for facebook in vi" in output
     assert "facebook has: post)" in output
     listed = CliRunner().invoke(main, ["--config", str(conf), "--db", db, "campaign", "list"])
-    assert "postt" not in listed.output
-    assert "│ 1 " not in listed.output, "no campaign may be made"
+    assert listed.exit_code == 0, listed.output
+    assert [line for line in listed.output.splitlines() if line.startswith("│")] == [], "no campaign may be made"
 
 
 def test_a_config_nested_100000_levels_deep_exits_2(tmp_path: Path) -> None:

@@ -41,11 +41,18 @@ def cli(*args: str, expect: int, env: dict[str, str] | None = None) -> Result:
     return result
 
 
-def child(prefix: list[str], *args: str) -> subprocess.CompletedProcess[str]:
-    """The CLI in a child process (for read-only mounts that only a child can see)."""
-    argv = [*prefix, sys.executable, "-c", "import cli; cli.main()", *args]
+def children(prefix: list[str], *commands: list[str]) -> list[subprocess.CompletedProcess[str]]:
+    """The CLI in child processes run side by side (read-only mounts only a child can see)."""
     env = {**os.environ, "COLUMNS": "200"}
-    return subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, env=env, timeout=60, check=False)
+    started = [
+        (argv, subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env))
+        for argv in ([*prefix, sys.executable, "-c", "import cli; cli.main()", *command] for command in commands)
+    ]
+    done = []
+    for argv, process in started:
+        out, err = process.communicate(timeout=60)
+        done.append(subprocess.CompletedProcess(argv, process.returncode, out, err))
+    return done
 
 
 # --- 1. the database is never silently a different one ------------------------
@@ -141,8 +148,8 @@ def test_reading_commands_work_on_a_read_only_database(conf: Path, polled: Path,
     target = polled if what == "file" else polled.parent
     before = polled.read_bytes()
     with read_only(target) as prefix:
-        outputs = {" ".join(command): child(prefix, "--config", str(conf), *command) for command in READING}
-        writing = child(prefix, "--config", str(conf), "sources", "poll")
+        *reading, writing = children(prefix, *(["--config", str(conf), *c] for c in [*READING, ["sources", "poll"]]))
+    outputs = {" ".join(command): done for command, done in zip(READING, reading, strict=True)}
     for command, done in outputs.items():
         assert done.returncode == 0, f"{command}: {done.stderr}"
     assert "│ total            │        │    2 │" in outputs["report"].stdout
@@ -167,7 +174,7 @@ def test_a_read_only_folder_with_unmerged_changes_is_explained(tmp_path: Path, c
     shutil.copy(polled.with_name("outreach.db-wal"), copy / "outreach.db-wal")
     writer.close()
     with read_only(copy) as prefix:
-        done = child(prefix, "--config", str(conf), "--db", f"sqlite:///{copy / 'outreach.db'}", "report")
+        [done] = children(prefix, ["--config", str(conf), "--db", f"sqlite:///{copy / 'outreach.db'}", "report"])
     assert done.returncode == 4, done.stderr
     assert done.stderr == (
         f"error: {copy} is not writable and outreach.db-wal holds changes not yet merged into outreach.db: "
@@ -178,10 +185,12 @@ def test_a_read_only_folder_with_unmerged_changes_is_explained(tmp_path: Path, c
 @pytest.mark.parametrize("command", [["report"], ["init"], ["sources", "poll"]], ids=" ".join)
 def test_a_file_that_is_not_a_database_is_refused_and_kept(conf: Path, command: list[str]) -> None:
     db = conf.parent / "outreach.db"
-    db.write_bytes(b"PK\x03\x04 a spreadsheet, not a database " * 100)
+    original = b"PK\x03\x04 a spreadsheet, not a database " * 100
+    db.write_bytes(original)
     output = cli("--config", str(conf), *command, expect=4).output
     assert output == f"error: {db} is not an outreach database, or it is damaged (file is not a database)\n"
-    assert db.read_bytes().startswith(b"PK\x03\x04 a spreadsheet")
+    assert db.read_bytes() == original
+    assert sorted(p.name for p in conf.parent.iterdir()) == ["outreach.db", "schedules.yaml"]
 
 
 def test_an_unsupported_database_is_a_usage_error(conf: Path) -> None:

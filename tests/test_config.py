@@ -112,6 +112,7 @@ def test_secrets_come_from_environment_and_print_as_stars(tmp_path: Path) -> Non
     assert settings.secrets.telegram_token is not None
     assert settings.secrets.telegram_token.get_secret_value() == "123:abc"
     assert "123:abc" not in repr(settings)
+    assert "telegram_token=SecretStr('**********')" in repr(settings)
     assert settings.secrets.facebook_page_token is None
     assert settings.database_url == f"sqlite:///{tmp_path / 'outreach.db'}"
 

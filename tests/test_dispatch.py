@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -314,8 +315,15 @@ def test_transient_error_keeps_the_delivery_pending_until_retry_after(
 
 
 def test_transient_error_without_retry_after_backs_off_with_jitter(
-    sqlite_store: Store, make_settings: Callable[..., Settings]
+    sqlite_store: Store, make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    spread: list[tuple[float, float]] = []
+
+    def uniform(low: float, high: float) -> float:
+        spread.append((low, high))
+        return high
+
+    monkeypatch.setattr(random, "uniform", uniform)
     settings = make_settings()
     make_campaign(sqlite_store, settings)
     send(
@@ -327,7 +335,8 @@ def test_transient_error_without_retry_after_backs_off_with_jitter(
     )
     waiting = delivery_of(sqlite_store, "facebook")
     assert waiting.next_attempt_at is not None
-    assert timedelta(seconds=24) <= waiting.next_attempt_at - NOW <= timedelta(seconds=36)
+    assert spread == [(0.8, 1.2)]  # ±20 % around the 30 s base
+    assert waiting.next_attempt_at - NOW == timedelta(seconds=36)
 
 
 def test_transient_error_on_the_last_attempt_fails_the_delivery(
@@ -447,7 +456,7 @@ def test_maybe_sent_is_never_retried_blindly(sqlite_store: Store, make_settings:
 
     assert report.unknown == 1
     assert delivery_of(sqlite_store, "facebook").status == DeliveryStatus.unknown
-    assert send(sqlite_store, {"facebook": facebook}).sent == 0
+    assert send(sqlite_store, {"facebook": facebook}, now=NOW + timedelta(days=1)).sent == 0
     assert len(facebook.calls) == 1
 
 

@@ -124,10 +124,12 @@ def test_partial_read_sets_no_validators(
     store: Store, feed_server: FeedServer, make_settings: Callable[..., Settings]
 ) -> None:
     broken = rss(TAX).replace(b"</channel></rss>", b"<item><title>cut")
-    url = feed_server.serve("/rss", body=broken, etag='"v1"')
+    headers = {"Content-Type": "application/rss+xml", "Last-Modified": "Fri, 27 Nov 2026 01:00:00 GMT"}
+    url = feed_server.serve("/rss", body=broken, etag='"v1"', headers=headers)
     settings = settings_for(make_settings, {"name": "news", "url": url})
     poll(store, settings)
-    assert source_row(store, "news").etag is None
+    row = source_row(store, "news")
+    assert (row.etag, row.last_modified) == (None, None)
     assert poll(store, settings)[0].not_modified is False  # fetched in full again
 
 
@@ -216,6 +218,7 @@ def test_local_file_over_the_size_cap(store: Store, tmp_path: Path, make_setting
     [result] = poll(store, settings_for(make_settings, {"name": "local", "url": feed.as_uri()}, max_bytes=2048))
     assert result.error
     assert "over the 2,048-byte cap" in result.error
+    assert items(store) == []
 
 
 def test_timeout(store: Store, feed_server: FeedServer, make_settings: Callable[..., Settings]) -> None:

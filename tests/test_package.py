@@ -83,8 +83,12 @@ def test_the_installed_package_holds_copies_of_the_editable_sources(installed: t
     data = site / "outreach" / "data"
     assert not (data / "templates").is_symlink()
     assert filecmp.cmp(data / "schedules.yaml", ROOT / "schedules.yaml", shallow=False)
-    comparison = filecmp.dircmp(data / "templates", ROOT / "templates")
-    assert comparison.left_only == comparison.right_only == comparison.diff_files == []
+
+    def tree(folder: Path) -> dict[str, bytes]:
+        return {f.relative_to(folder).as_posix(): f.read_bytes() for f in folder.rglob("*") if f.is_file()}
+
+    assert tree(data / "templates") == tree(ROOT / "templates")
+    assert not any(f.is_symlink() for f in (data / "templates").rglob("*"))
 
 
 def test_the_installed_demo_runs_from_the_root_folder(installed: tuple[Path, Path], tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, func, inspect, select, text
 from sqlalchemy.exc import DBAPIError
 
 from outreach.db import Access, Store, head_revision
@@ -54,6 +54,9 @@ def test_another_programs_tables_are_never_taken_over(db_url: str) -> None:
     for access in Access:
         with pytest.raises(NotInitialised, match=r"holds tables that are not outreach's \(invoices\): choose another"):
             Store.open(db_url, access)
+    engine = create_engine(db_url)
+    assert inspect(engine).get_table_names() == ["invoices"]
+    engine.dispose()
 
 
 def test_a_schema_newer_than_the_code_is_refused(db_url: str) -> None:
@@ -65,25 +68,38 @@ def test_a_schema_newer_than_the_code_is_refused(db_url: str) -> None:
     for access in Access:
         with pytest.raises(NotInitialised, match=r"is at schema 9999, newer than this outreach knows \(0001\)"):
             Store.open(db_url, access)
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar() == "9999"
+    engine.dispose()
 
 
 def test_read_access_cannot_write_even_by_mistake(db_url: str) -> None:
     Store.open(db_url).close()
-    with Store.open(db_url, Access.read) as store:
-        with pytest.raises(Unusable) as caught, store.translated_errors(), store.sessions.begin() as session:
-            session.add(Source(name="x", url="u", language="vi", last_polled_at=datetime.now(UTC)))
-        message = str(caught.value)
-        assert "is read-only (" in message or "is open read-only for this command, which tried to write" in message
+    with (
+        Store.open(db_url, Access.read) as store,
+        pytest.raises(Unusable) as caught,
+        store.translated_errors(),
+        store.sessions.begin() as session,
+    ):
+        session.add(Source(name="x", url="u", language="vi", last_polled_at=datetime.now(UTC)))
+    expected = (
+        "is read-only (" if db_url.startswith("sqlite") else "is open read-only for this command, which tried to write"
+    )
+    assert expected in str(caught.value)
+    with Store.open(db_url, Access.read) as store, store.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Source)) == 0
 
 
 def test_a_file_that_is_not_sqlite_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "notes.db"
     path.write_text("Ghi chú họp giao ban, không phải cơ sở dữ liệu.\n" * 200, encoding="utf-8")
+    original = path.read_bytes()
     for access in Access:
         with pytest.raises(Unusable) as caught:
             Store.open(f"sqlite:///{path}", access)
         assert str(caught.value) == f"{path} is not an outreach database, or it is damaged (file is not a database)"
-    assert path.read_text(encoding="utf-8").startswith("Ghi chú"), "the file was changed"
+    assert path.read_bytes() == original
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.db"], "no -wal, -shm or -journal left beside it"
 
 
 def test_a_damaged_database_is_refused(tmp_path: Path) -> None:
