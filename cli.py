@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import getpass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -90,6 +90,7 @@ class Context:
         self.config_given = config_given
         self.db = db
         self.templates = templates
+        self.opened_url: str | None = None
         self._settings: Settings | None = None
 
     @property
@@ -105,7 +106,8 @@ class Context:
         """The database opened for what the command does; use it in a `with` block."""
         from outreach.db import Store
 
-        return Store.open(self.settings.database_url, access)
+        self.opened_url = self.settings.database_url  # names it in a later driver error
+        return Store.open(self.opened_url, access)
 
     def renderer(self) -> Renderer:
         """Templates: the user's folder first, then the built-in ones."""
@@ -130,45 +132,59 @@ def console() -> Console:
     return Console()
 
 
-def fail(message: str, status: Exit) -> NoReturn:
-    """End the command with one line on stderr and the given status."""
-    click.echo(message, err=True)
-    raise SystemExit(status)
-
-
 class OutreachGroup(click.Group):
     """Turns the project's own errors into one clear line and a distinct exit status."""
 
     def invoke(self, ctx: click.Context) -> Any:
-        from sqlalchemy.exc import DBAPIError
-
-        from outreach.campaigns import CampaignError
-        from outreach.config import ConfigError
-        from outreach.dberrors import NotInitialised, StoreError, Unreachable, explain
-        from outreach.dburl import BadDatabaseUrl
-        from outreach.ingest import UnknownSource
-        from outreach.render import RenderError
-
-        statuses: dict[type[Exception], Exit] = {
-            BadDatabaseUrl: Exit.usage,
-            UnknownSource: Exit.usage,
-            NotInitialised: Exit.no_database,
-            Unreachable: Exit.database_unreachable,
-            StoreError: Exit.database_unusable,
-            CampaignError: Exit.failed,
-            RenderError: Exit.failed,
-        }
         try:
             return super().invoke(ctx)
-        except ConfigError as exc:
-            for line in exc.problems:
-                click.echo(f"config error: {line}", err=True)
-            ctx.exit(Exit.usage)
-        except DBAPIError as exc:  # the database failed mid-command, after a good open
-            problem: Exception = explain(exc, ctx.obj.settings.database_url)
-        except tuple(statuses) as exc:
-            problem = exc
-        fail(f"error: {problem}", next(status for kind, status in statuses.items() if isinstance(problem, kind)))
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise  # usage errors, --help, Ctrl-C: click shows them
+        except Exception as exc:
+            status = _exit_status(exc, ctx.obj)
+            if status is None:
+                raise  # click's own exceptions, and bugs: shown as they are
+            raise SystemExit(status) from None
+
+
+def _exit_status(exc: Exception, obj: Context | None) -> Exit | None:
+    """Print one line for one of the project's errors and say how to exit (None: not ours).
+
+    Error types are looked up among the modules already imported, never imported
+    here: an error cannot come from a module that was not loaded, and importing
+    them all up front would load the heavy libraries for `outreach campaign --help`.
+    """
+    import sys
+
+    config_error = getattr(sys.modules.get("outreach.config"), "ConfigError", None)
+    if config_error is not None and isinstance(exc, config_error):
+        for line in exc.problems:
+            click.echo(f"config error: {line}", err=True)
+        return Exit.usage
+    statuses: list[tuple[str, str, Exit]] = [
+        ("outreach.dburl", "BadDatabaseUrl", Exit.usage),
+        ("outreach.ingest", "UnknownSource", Exit.usage),
+        ("outreach.dberrors", "NotInitialised", Exit.no_database),
+        ("outreach.dberrors", "Unreachable", Exit.database_unreachable),
+        ("outreach.dberrors", "StoreError", Exit.database_unusable),
+        ("outreach.campaigns", "CampaignError", Exit.failed),
+        ("outreach.render", "RenderError", Exit.failed),
+    ]
+    problem: Exception = exc
+    if "sqlalchemy" in sys.modules and obj is not None and obj.opened_url:
+        from sqlalchemy.exc import DBAPIError
+
+        from outreach.dberrors import explain
+
+        if isinstance(exc, DBAPIError):  # the database failed mid-command, after a good open
+            problem = explain(exc, obj.opened_url)
+    for module, name, status in statuses:
+        # An error from a module never imported cannot be an instance of its class.
+        kind = getattr(sys.modules.get(module), name, None)
+        if kind is not None and isinstance(problem, kind):
+            click.echo(f"error: {problem}", err=True)
+            return status
+    return None
 
 
 pass_ctx = click.make_pass_decorator(Context)
@@ -367,6 +383,7 @@ def campaign_create(
 ) -> None:
     """Create a draft campaign for one item."""
     from outreach.campaigns import create_campaign, queue_campaign
+    from outreach.config import ConfigError
     from outreach.db import Access
     from outreach.render import UnknownTemplate
     from outreach.text import plural
@@ -378,6 +395,8 @@ def campaign_create(
                 session, obj.settings, item_id, getpass.getuser(), channels or [], template, force, renderer
             )
         except UnknownTemplate as exc:
+            if template is None:  # the channel's own template, named in the config
+                raise ConfigError([f"{obj.settings.config_path}: channels.{exc.channel}.template: {exc}"]) from None
             raise click.BadParameter(str(exc), param_hint="'--template'") from None
         queued = queue_campaign(session, obj.settings, renderer, created.id) if queue else []
     # Printed after the commit: a failed --queue rolls the campaign back too.

@@ -16,7 +16,7 @@ from xml.sax.saxutils import escape
 import feedparser
 
 from outreach.config import Schedule, Source, Tracker
-from outreach.db import Store
+from outreach.db import Access, Store
 from outreach.fetch import Fetcher
 from outreach.ingest import poll_sources
 
@@ -72,7 +72,7 @@ def main(count: int = 10_000) -> None:
 
     def ingest() -> None:
         db = folder / f"{time.monotonic_ns()}.db"
-        store = Store.open(f"sqlite:///{db}")
+        store = Store.open(f"sqlite:///{db}", Access.create)
         with Fetcher(schedule.fetch.model_copy(update={"max_bytes": 100_000_000})) as fetcher:
             [result] = poll_sources(store, schedule, fetcher=fetcher)
         assert result.new == count, result

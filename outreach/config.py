@@ -254,9 +254,13 @@ MAX_CONFIG_VALUES = 100_000
 def _read(path: Path) -> str:
     """The config's text, or a ConfigError saying why it cannot be had."""
     try:
-        if path.stat().st_size > MAX_CONFIG_BYTES:
+        if not path.is_file() and path.exists():  # /dev/zero, a FIFO: never ends, or never starts
+            raise ConfigError([f"{path}: not a regular file; give the path of schedules.yaml"])
+        with path.open("rb") as handle:
+            data = handle.read(MAX_CONFIG_BYTES + 1)
+        if len(data) > MAX_CONFIG_BYTES:
             raise ConfigError([f"{path}: config file larger than {MAX_CONFIG_BYTES:,} bytes; is it the right file?"])
-        return path.read_text(encoding="utf-8")
+        return data.decode("utf-8")
     except FileNotFoundError:
         raise ConfigError(
             [

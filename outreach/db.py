@@ -9,7 +9,6 @@ empty, damaged or out of reach is refused at open with one line that names it.
 from __future__ import annotations
 
 import enum
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,8 +19,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
-from outreach.dberrors import NotInitialised, Unusable, explain, read_only
-from outreach.dburl import BadDatabaseUrl, describe, read_only_sqlite, sqlite_path
+from outreach import sqlite_files
+from outreach.dberrors import NotInitialised, explain
+from outreach.dburl import BadDatabaseUrl, describe, sqlite_path, sqlite_timeout, sqlite_uri
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -34,65 +34,56 @@ class Access(enum.Enum):
     read = "read"  # an existing database at the newest schema, opened read-only
 
 
-def make_engine(url: str, read_only: bool = False, **kwargs: Any) -> Engine:
-    """An engine for the URL; SQLite gets WAL, foreign keys and a busy timeout.
+def make_engine(url: str, access: Access = Access.create, **kwargs: Any) -> Engine:
+    """An engine for the URL, opened for `access`.
 
-    Read-only engines cannot write even by mistake: SQLite opens the file in
-    `mode=ro`, PostgreSQL sessions are `READ ONLY`.
+    SQLite: `create` may make the file and turns on WAL (it stays on in the file);
+    `write` opens an existing file only (`mode=rw`), so a file removed meanwhile
+    is never quietly made again; `read` opens it `mode=ro`. PostgreSQL: `read`
+    sessions are READ ONLY, so a reading command cannot write even by mistake.
     """
     parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite":
-        path = sqlite_path(url)
-        if read_only and path is not None:
-            engine = create_engine(read_only_sqlite(url, immutable=_needs_immutable(path)), **kwargs)
-            event.listen(engine, "connect", _sqlite_read_pragmas)
-            return engine
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
-        event.listen(engine, "connect", _sqlite_pragmas)
+    path = sqlite_path(url)
+    if path is not None:
+        args = {"timeout": sqlite_timeout(parsed)}  # how long to wait for another writer
+        if access is Access.create:
+            sqlite_files.make_folder(path)
+            engine = create_engine(parsed.difference_update_query(["timeout"]), connect_args=args, **kwargs)
+        elif access is Access.write:
+            engine = create_engine(sqlite_uri(url, "rw"), connect_args=args, **kwargs)
+        else:
+            immutable = sqlite_files.needs_immutable(path)
+            engine = create_engine(sqlite_uri(url, "ro", immutable), connect_args=args, **kwargs)
+        pragmas = _SQLITE_PRAGMAS[access]
+        event.listen(engine, "connect", lambda connection, _record: _run(connection, pragmas))
         return engine
     connect_args = {} if "connect_timeout" in parsed.query else {"connect_timeout": 10}
     engine = create_engine(url, pool_pre_ping=True, connect_args=connect_args, **kwargs)
-    if read_only:
-        event.listen(engine, "connect", _postgres_read_only)
+    if access is Access.read:
+        # Set on the session, so it holds whatever options the URL already carries.
+        statements = ("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY",)
+        event.listen(engine, "connect", lambda connection, _record: _run(connection, statements, commit=True))
     return engine
 
 
-def _needs_immutable(path: Path) -> bool:
-    """True when SQLite could not create the `-shm` file beside a WAL database.
+# WAL lets the tracker write clicks while a report reads, and is kept in the file,
+# so only a new database sets it; foreign keys are off unless asked for on every
+# connection.
+_WRITING = ("PRAGMA synchronous=NORMAL", "PRAGMA foreign_keys=ON")
+_SQLITE_PRAGMAS = {
+    Access.create: ("PRAGMA journal_mode=WAL", *_WRITING),
+    Access.write: _WRITING,
+    Access.read: (),
+}
 
-    In a folder nobody can write, no one can change the database either, so
-    reading it as immutable is safe, unless a `-wal` file holds changes not yet
-    merged: those are refused in `_check_readable`.
-    """
-    shm = path.with_name(path.name + "-shm")
-    return not shm.exists() and not os.access(path.parent, os.W_OK)
 
-
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    # WAL lets the tracker write clicks while a report reads; foreign keys are off
-    # in SQLite unless asked for on every connection.
+def _run(dbapi_connection: Any, statements: tuple[str, ...], commit: bool = False) -> None:
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    for statement in statements:
+        cursor.execute(statement)
     cursor.close()
-
-
-def _sqlite_read_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.close()
-
-
-def _postgres_read_only(dbapi_connection: Any, _record: Any) -> None:
-    # Set on the session, so it holds whatever options the URL already carries.
-    cursor = dbapi_connection.cursor()
-    cursor.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
-    cursor.close()
-    dbapi_connection.commit()
+    if commit:
+        dbapi_connection.commit()
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
@@ -152,7 +143,7 @@ class Store:
         self.revision: str | None = None  # the schema now
 
     @classmethod
-    def open(cls, url: str, access: Access = Access.create) -> Store:
+    def open(cls, url: str, access: Access) -> Store:
         """Connect for `access` and check (or, where allowed, bring up) the schema.
 
         Raises StoreError (or BadDatabaseUrl) with a message for people; nothing
@@ -160,13 +151,13 @@ class Store:
         """
         path = sqlite_path(url)
         if path is not None and access is not Access.create:
-            _check_exists(path)
+            sqlite_files.check_exists(path)
             if access is Access.read:
-                _check_readable(path)
+                sqlite_files.check_readable(path)
             else:
-                _check_writable(path)
+                sqlite_files.check_writable(path)
         try:
-            engine = make_engine(url, read_only=access is Access.read)
+            engine = make_engine(url, access)
         except (ArgumentError, ModuleNotFoundError) as exc:
             raise BadDatabaseUrl(_driver_problem(exc)) from None
         store = cls(engine, url)
@@ -218,27 +209,6 @@ class Store:
 
     def __exit__(self, *_: object) -> None:
         self.close()
-
-
-def _check_exists(path: Path) -> None:
-    if not path.exists():
-        raise NotInitialised(f"no database at {path}: run `outreach init` (or check --db and --config)")
-
-
-def _check_writable(path: Path) -> None:
-    # Checked before any work: a write refused halfway through a command is worse.
-    for needed in (path, path.parent):
-        if not os.access(needed, os.W_OK):
-            raise read_only(str(path), f"{needed} is not writable")
-
-
-def _check_readable(path: Path) -> None:
-    wal = path.with_name(path.name + "-wal")
-    if _needs_immutable(path) and wal.exists() and wal.stat().st_size:
-        raise Unusable(
-            f"{path.parent} is not writable and {wal.name} holds changes not yet merged into {path.name}: "
-            "SQLite cannot read them from here; copy the folder somewhere writable"
-        )
 
 
 def _driver_problem(exc: Exception) -> str:

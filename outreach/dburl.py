@@ -13,12 +13,18 @@ from urllib.parse import quote
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
-BACKENDS = ("sqlite", "postgresql")
+# The drivers outreach installs and runs on (the sync ones: commands are not async).
+DRIVERS = {"sqlite": "pysqlite", "postgresql": "psycopg"}
 EXAMPLES = "sqlite:///path/to/outreach.db or postgresql+psycopg://user@host/dbname"
-# Options pysqlite takes from the URL; anything else it would silently ignore.
-SQLITE_OPTIONS = frozenset({"timeout", "isolation_level", "detect_types", "check_same_thread", "cached_statements"})
-# Virtual file systems: a database "file" there is a kernel interface, never a file.
+# The one pysqlite option that is safe to change here; pysqlite would silently
+# ignore unknown ones, and the others (check_same_thread, ...) break the store.
+SQLITE_TIMEOUT = "timeout"
+DEFAULT_SQLITE_TIMEOUT = 30.0
+MAX_SQLITE_TIMEOUT = 3600.0
+# Virtual file systems: a database "file" there is a kernel interface, never a file
+# (/dev/shm, a plain tmpfs, is the exception).
 VIRTUAL_ROOTS = (Path("/proc"), Path("/sys"), Path("/dev"))
+REAL_UNDER_DEV = Path("/dev/shm")  # noqa: S108 - named to be allowed, not to write in
 # Query parameters that carry a credential (libpq's names), masked like user:pass@.
 SECRET_PARAMS = frozenset({"password", "sslpassword", "passfile"})
 MASK = "***"
@@ -34,9 +40,13 @@ def parse(url: str) -> URL:
         parsed = make_url(url)
     except (ArgumentError, ValueError):
         raise BadDatabaseUrl(f"not a database URL (expected {EXAMPLES})") from None
-    backend = parsed.get_backend_name()
-    if backend not in BACKENDS:
+    backend, driver = parsed.get_backend_name(), parsed.get_driver_name()
+    if backend not in DRIVERS:
         raise BadDatabaseUrl(f"unsupported database {backend!r}: outreach runs on SQLite or PostgreSQL ({EXAMPLES})")
+    if driver != DRIVERS[backend]:
+        raise BadDatabaseUrl(
+            f"unsupported driver {driver!r} for {backend}: use {backend}+{DRIVERS[backend]}:// ({EXAMPLES})"
+        )
     return parsed
 
 
@@ -61,31 +71,39 @@ def resolve(url: str, base: Path) -> str:
 
 
 def _check_sqlite_options(parsed: URL) -> None:
-    unknown = sorted(set(parsed.query) - SQLITE_OPTIONS)
+    unknown = sorted(set(parsed.query) - {SQLITE_TIMEOUT})
     if unknown:
-        raise BadDatabaseUrl(
-            f"unknown SQLite option(s) {', '.join(unknown)} (known: {', '.join(sorted(SQLITE_OPTIONS))})"
-        )
-    timeout = parsed.query.get("timeout")
-    if timeout is not None:
-        try:
-            float(str(timeout))
-        except ValueError:
-            raise BadDatabaseUrl(f"SQLite option timeout must be a number of seconds, not {timeout!r}") from None
+        raise BadDatabaseUrl(f"unknown SQLite option(s) {', '.join(unknown)} (known: {SQLITE_TIMEOUT})")
+    sqlite_timeout(parsed)
+
+
+def sqlite_timeout(parsed: URL) -> float:
+    """Seconds a SQLite connection waits for another writer (`?timeout=`), checked."""
+    value = parsed.query.get(SQLITE_TIMEOUT, DEFAULT_SQLITE_TIMEOUT)
+    try:
+        seconds = float(str(value))
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds <= MAX_SQLITE_TIMEOUT:
+        raise BadDatabaseUrl(f"SQLite option timeout must be seconds from 0 to {MAX_SQLITE_TIMEOUT:g}, not {value!r}")
+    return seconds
 
 
 def _check_sqlite_path(path: Path) -> None:
     for root in VIRTUAL_ROOTS:
-        if path == root or root in path.parents:
+        if (path == root or root in path.parents) and REAL_UNDER_DEV not in path.parents:
             raise BadDatabaseUrl(f"{path} is in {root}, a virtual file system: choose a folder on disk")
-    if path.exists() and not path.is_file():
-        kind = "a folder" if path.is_dir() else "not a regular file"
-        raise BadDatabaseUrl(f"{path} is {kind}: give the path of a database file")
-    for parent in path.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise BadDatabaseUrl(f"{parent} is a file, so {path} cannot be created: choose a folder")
-            break
+    try:
+        if path.exists() and not path.is_file():
+            kind = "a folder" if path.is_dir() else "not a regular file"
+            raise BadDatabaseUrl(f"{path} is {kind}: give the path of a database file")
+        for parent in path.parents:
+            if parent.exists():
+                if not parent.is_dir():
+                    raise BadDatabaseUrl(f"{parent} is a file, so {path} cannot be created: choose a folder")
+                break
+    except PermissionError:
+        return  # a folder we may not look into: opening the store says so, naming it
 
 
 def sqlite_path(url: str) -> Path | None:
@@ -96,18 +114,16 @@ def sqlite_path(url: str) -> Path | None:
     return Path(parsed.database)
 
 
-def read_only_sqlite(url: str, immutable: bool) -> URL:
-    """The same SQLite file opened read-only through SQLite's URI form.
+def sqlite_uri(url: str, mode: str, immutable: bool = False) -> URL:
+    """The same SQLite file in SQLite's URI form, opened `ro` or `rw`, never created.
 
     `immutable` also tells SQLite no one can change the file, which lets it read
-    a WAL database in a folder where it may not create its `-shm` index.
+    a WAL database on a read-only file system, where it cannot create its `-shm`.
     """
     parsed = make_url(url)
     path = sqlite_path(url)
     assert path is not None
-    query = {**parsed.query, "mode": "ro", "uri": "true"}
-    if immutable:
-        query["immutable"] = "1"
+    query = {"mode": mode, "uri": "true"} | ({"immutable": "1"} if immutable else {})
     return parsed.set(database=f"file:{quote(str(path))}", query=query)
 
 

@@ -8,9 +8,11 @@ network or the user's own database.
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import sys
 import tempfile
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -23,7 +25,7 @@ from channels import build_channels
 from channels.outbox import OutboxChannel, read_outbox_file
 from outreach import config
 from outreach.campaigns import create_campaign, queue_campaign
-from outreach.db import Store
+from outreach.db import Access, Store
 from outreach.dispatch import send_pending
 from outreach.ingest import poll_sources
 from outreach.links import short_url
@@ -42,6 +44,7 @@ BROWSER = "Mozilla/5.0 (Linux; Android 14) AppleWebKit/537.36 (KHTML, like Gecko
 PREVIEWER = "TelegramBot (like TwitterBot)"
 TEMP_PREFIX = "outreach-demo-"
 MARKER = ".outreach-demo"
+STALE_AFTER = 60.0  # seconds; a whole demo takes a few
 
 
 def demo_settings(settings: config.Settings, folder: Path, tracker_url: str) -> config.Settings:
@@ -91,16 +94,13 @@ class DemoFolderError(ValueError):
 def prepare_folder(folder: Path | None) -> tuple[Path, int]:
     """The folder to work in, and how many earlier temporary demo folders were removed.
 
-    Without a folder, a new temporary one is made and the earlier ones (marked
-    by MARKER) are removed, so running the demo again and again leaves one
-    behind. A given folder must be new, empty, or an earlier demo's (reset).
+    Without a folder, a new temporary one is made and the earlier ones are
+    removed, so running the demo again and again leaves one behind. A given
+    folder must be new, empty, or an earlier demo's (reset).
     """
     removed = 0
     if folder is None:
-        for earlier in Path(tempfile.gettempdir()).glob(f"{TEMP_PREFIX}*"):
-            if (earlier / MARKER).is_file():
-                shutil.rmtree(earlier, ignore_errors=True)
-                removed += 1
+        removed = _remove_earlier(Path(tempfile.gettempdir()))
         folder = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX))
     folder = folder.resolve()
     if folder.is_dir() and any(folder.iterdir()):
@@ -114,22 +114,41 @@ def prepare_folder(folder: Path | None) -> tuple[Path, int]:
     return folder, removed
 
 
+def _remove_earlier(temp: Path) -> int:
+    """Remove our earlier demo folders: marked by MARKER, ours, and not just made.
+
+    A marker younger than STALE_AFTER may belong to a demo running right now.
+    """
+    removed = 0
+    for earlier in temp.glob(f"{TEMP_PREFIX}*"):
+        marker = earlier / MARKER
+        try:
+            info = marker.stat()
+        except OSError:
+            continue  # not a demo's folder, or not ours to look into
+        if info.st_uid != os.getuid() or time.time() - info.st_mtime < STALE_AFTER:
+            continue
+        shutil.rmtree(earlier, ignore_errors=True)
+        removed += not earlier.exists()
+    return removed
+
+
 def run_demo(settings: config.Settings, out: Console, folder: Path, removed: int = 0, keep: bool = True) -> None:
     """Ingest, campaign, render, deliver, click and report in a folder from `prepare_folder`."""
     out.rule("[b]outreach demo")
     if removed:
         out.print(f"Removed {plural(removed, 'earlier demo folder')} from {tempfile.gettempdir()}.")
     out.print(f"Working in {folder} (SQLite store, outbox files); nothing leaves this machine.", soft_wrap=True)
-    store = Store.open(f"sqlite:///{folder / 'outreach.db'}")
+    store = Store.open(f"sqlite:///{folder / 'outreach.db'}", Access.create)
     try:
-        with BackgroundServer(create_app(store)) as server:
+        with store.translated_errors(), BackgroundServer(create_app(store)) as server:
             local = demo_settings(settings, folder, server.url)
             _ingest(store, local, out)
             _campaigns(store, local, out)
             _deliver(store, local, out)
             _click(store, local, out, server.url)
         out.rule("[b]report")
-        with store.sessions() as session:
+        with store.translated_errors(), store.sessions() as session:
             print_report(out, build_report(session))
     finally:
         store.close()

@@ -34,6 +34,10 @@ class RenderError(Exception):
 class UnknownTemplate(RenderError):
     """No template by that name for a channel and language."""
 
+    def __init__(self, message: str, channel: str) -> None:
+        super().__init__(message)
+        self.channel = channel
+
 
 @dataclass(frozen=True)
 class TopicView:
@@ -148,7 +152,8 @@ class Renderer:
             )
             raise UnknownTemplate(
                 f"no template {template!r} for {channel} in {language} ({name} is in none of {', '.join(self.folders)}; "
-                f"{channel} has: {', '.join(known) or 'none'})"
+                f"{channel} has: {', '.join(known) or 'none'})",
+                channel,
             ) from None
         except jinja2.TemplateSyntaxError as exc:
             raise RenderError(f"{exc.filename or name}:{exc.lineno}: {exc.message}") from None

@@ -14,7 +14,6 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -23,7 +22,7 @@ import pytest
 import yaml
 
 from outreach.config import Settings, load_settings
-from outreach.db import Store
+from outreach.db import Access, Store
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_URL = os.environ.get("OUTREACH_TEST_PG_URL")
@@ -98,7 +97,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 @pytest.fixture
 def store(db_url: str) -> Iterator[Store]:
     """A migrated store on SQLite and on PostgreSQL."""
-    opened = Store.open(db_url)
+    opened = Store.open(db_url, Access.create)
     yield opened
     opened.close()
 
@@ -106,7 +105,7 @@ def store(db_url: str) -> Iterator[Store]:
 @pytest.fixture
 def sqlite_store(tmp_path: Path) -> Iterator[Store]:
     """A migrated store in a SQLite file, for tests that are not about the database."""
-    opened = Store.open(f"sqlite:///{tmp_path / 'outreach.db'}")
+    opened = Store.open(f"sqlite:///{tmp_path / 'outreach.db'}", Access.create)
     yield opened
     opened.close()
 
@@ -122,26 +121,18 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.write_line(f"skipped {count}: {reason}", yellow=True)
 
 
-@contextmanager
-def read_only(path: Path) -> Iterator[list[str]]:
-    """Make a file or folder read-only for a child process; yield the argv prefix to run it with.
+def read_only(path: Path) -> list[str]:
+    """The argv prefix that runs a child process with `path` (file or folder) mounted read-only.
 
-    Permission bits do not stop root, so as root the path is bind-mounted
-    read-only in a private mount namespace of the child alone (`unshare -m`),
-    which binds root too; others get the bits cleared for the test's length.
+    A read-only bind mount in the child's own mount namespace (`unshare`) binds
+    root too, which permission bits do not, and is what a read-only backup or
+    volume really is; nothing outside the child sees it.
     """
-    if os.geteuid() != 0:
-        mode = path.stat().st_mode
-        path.chmod(mode & ~0o222)
-        try:
-            yield []
-        finally:
-            path.chmod(mode)
-        return
     if shutil.which("unshare") is None:
-        pytest.skip("running as root without unshare: cannot make a path read-only for root")
+        pytest.skip("needs unshare (util-linux) to mount a path read-only for a child process")
+    namespaces = ["--mount"] if os.geteuid() == 0 else ["--user", "--map-root-user", "--mount"]
     script = 'mount --bind "$0" "$0" && mount -o remount,ro,bind "$0" "$0" && exec "$@"'
-    yield ["unshare", "--mount", "sh", "-c", script, str(path)]
+    return ["unshare", *namespaces, "sh", "-c", script, str(path)]
 
 
 # --- configuration -----------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import sqlite3
 import subprocess
@@ -238,13 +239,21 @@ def test_demo_again_in_its_folder_starts_afresh_and_refuses_a_foreign_folder(tmp
 def test_demo_removes_its_earlier_temporary_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     (tmp_path / "outreach-demo-unrelated").mkdir()  # not marked as a demo's: kept
-    _demo(None)
+    first = _demo(None).output
+    assert "Removed" not in first
+    assert "The next `outreach demo` removes this folder; to keep it, use --dir." in first
+    [earlier] = [p for p in tmp_path.glob("outreach-demo-*") if p.name != "outreach-demo-unrelated"]
+    running = tmp_path / "outreach-demo-running"  # another demo, started a moment ago: kept
+    running.mkdir()
+    (running / ".outreach-demo").touch()
+    a_while_ago = time.time() - 600
+    os.utime(earlier / ".outreach-demo", (a_while_ago, a_while_ago))
     second = _demo(None).output
     assert f"Removed 1 earlier demo folder from {tmp_path}." in second
-    assert "The next `outreach demo` removes this folder; to keep it, use --dir." in second
-    left = sorted(p.name for p in tmp_path.iterdir())
-    assert len(left) == 2
-    assert "outreach-demo-unrelated" in left
+    assert not earlier.exists()
+    assert running.exists()
+    assert (tmp_path / "outreach-demo-unrelated").exists()
+    assert len(list(tmp_path.glob("outreach-demo-*"))) == 3
 
 
 def _free_port() -> int:
@@ -285,9 +294,11 @@ def test_tracker_command_serves_redirects_and_names_its_database(run: Run, tmp_p
     assert f"tracker: links https://go.quangngai.gov.vn/r/CODE, served on 127.0.0.1:{port}" in err
 
 
-def test_help_is_quick_to_start() -> None:
-    # Not a timing test: --help must not import the heavy parts at all.
-    code = "import sys, cli; cli.main(['--help'], standalone_mode=False); print(sorted(m for m in ('sqlalchemy','httpx','feedparser','starlette','rich','jinja2') if m in sys.modules))"
+@pytest.mark.parametrize("command", [["--help"], ["campaign", "--help"], ["items", "list", "--help"]], ids=" ".join)
+def test_help_is_quick_to_start(command: list[str]) -> None:
+    # Not a timing test: help must not import the heavy parts at all.
+    heavy = ("sqlalchemy", "httpx", "feedparser", "starlette", "rich", "jinja2", "pydantic", "yaml", "alembic")
+    code = f"import sys, cli; cli.main({command!r}, standalone_mode=False); print(sorted(m for m in {heavy!r} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True).stdout
     assert out.strip().endswith("[]")
 

@@ -118,6 +118,27 @@ def test_a_config_nested_100000_levels_deep_exits_2(tmp_path: Path) -> None:
     assert result.output == f"config error: {deep}: invalid YAML: nested too deeply (a config needs a few levels)\n"
 
 
+def test_a_missing_template_named_in_the_config_is_a_config_error(conf: Path, tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'o.db'}"
+    for command in (["init"], ["sources", "poll", "portal"]):
+        assert CliRunner().invoke(main, ["--config", str(conf), "--db", db, *command]).exit_code == 0
+    data = yaml.safe_load(conf.read_text(encoding="utf-8"))
+    data["channels"]["facebook"]["template"] = "digest"
+    conf.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    result = CliRunner().invoke(main, ["--config", str(conf), "--db", db, "campaign", "create", "--item", "1"])
+    assert result.exit_code == 2
+    assert result.output.startswith(
+        f"config error: {conf}: channels.facebook.template: no template 'digest' for facebook"
+    )
+    assert "--template" not in result.output
+
+
+def test_a_config_that_is_not_a_regular_file_is_refused() -> None:
+    result = CliRunner().invoke(main, ["--config", "/dev/zero", "config", "check"])
+    assert result.exit_code == 2
+    assert result.output == "config error: /dev/zero: not a regular file; give the path of schedules.yaml\n"
+
+
 def test_a_missing_config_says_how_to_make_one(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["--config", str(tmp_path / "schedules.yaml"), "status"])
     assert result.exit_code == 2

@@ -147,8 +147,8 @@ READING = [["report"], ["items", "list"], ["campaign", "list"], ["status"], ["so
 def test_reading_commands_work_on_a_read_only_database(conf: Path, polled: Path, what: str) -> None:
     target = polled if what == "file" else polled.parent
     before = polled.read_bytes()
-    with read_only(target) as prefix:
-        *reading, writing = children(prefix, *(["--config", str(conf), *c] for c in [*READING, ["sources", "poll"]]))
+    commands = (["--config", str(conf), *c] for c in [*READING, ["sources", "poll"]])
+    *reading, writing = children(read_only(target), *commands)
     outputs = {" ".join(command): done for command, done in zip(READING, reading, strict=True)}
     for command, done in outputs.items():
         assert done.returncode == 0, f"{command}: {done.stderr}"
@@ -157,7 +157,9 @@ def test_reading_commands_work_on_a_read_only_database(conf: Path, polled: Path,
     assert outputs["items list"].stdout.count("│ vi   │") == 16
     assert writing.returncode == 4
     assert writing.stderr.startswith(f"error: {polled} is read-only (")
-    assert "only reading commands (report, items list, campaign list, status) work on it" in writing.stderr
+    assert (
+        "only reading commands (report, status, items list, campaign list/preview, sources list) work" in writing.stderr
+    )
     assert writing.stderr.count("\n") == 1
     assert polled.read_bytes() == before
 
@@ -173,11 +175,10 @@ def test_a_read_only_folder_with_unmerged_changes_is_explained(tmp_path: Path, c
     shutil.copy(polled, copy / "outreach.db")
     shutil.copy(polled.with_name("outreach.db-wal"), copy / "outreach.db-wal")
     writer.close()
-    with read_only(copy) as prefix:
-        [done] = children(prefix, ["--config", str(conf), "--db", f"sqlite:///{copy / 'outreach.db'}", "report"])
+    [done] = children(read_only(copy), ["--config", str(conf), "--db", f"sqlite:///{copy / 'outreach.db'}", "report"])
     assert done.returncode == 4, done.stderr
     assert done.stderr == (
-        f"error: {copy} is not writable and outreach.db-wal holds changes not yet merged into outreach.db: "
+        f"error: {copy} is read-only and outreach.db-wal holds changes not yet merged into outreach.db: "
         "SQLite cannot read them from here; copy the folder somewhere writable\n"
     )
 
@@ -191,6 +192,22 @@ def test_a_file_that_is_not_a_database_is_refused_and_kept(conf: Path, command: 
     assert output == f"error: {db} is not an outreach database, or it is damaged (file is not a database)\n"
     assert db.read_bytes() == original
     assert sorted(p.name for p in conf.parent.iterdir()) == ["outreach.db", "schedules.yaml"]
+
+
+def test_a_database_missing_a_table_is_unusable_not_unreachable(conf: Path, polled: Path) -> None:
+    with sqlite3.connect(polled) as connection:
+        connection.execute("DROP TABLE clicks")
+    output = cli("--config", str(conf), "report", expect=4).output
+    assert output.startswith(f"error: {polled} lacks part of outreach's schema (no such table: clicks)")
+    assert output.count("\n") == 1
+
+
+def test_init_says_when_the_database_folder_cannot_be_made(conf: Path, tmp_path: Path) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    [done] = children(read_only(locked), ["--config", str(conf), "--db", f"sqlite:///{locked}/sub/o.db", "init"])
+    assert done.returncode == 4, done.stderr
+    assert done.stderr == f"error: cannot create the folder {locked}/sub for the database: Read-only file system\n"
 
 
 def test_an_unsupported_database_is_a_usage_error(conf: Path) -> None:

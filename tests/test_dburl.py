@@ -20,8 +20,13 @@ def test_an_absolute_sqlite_path_and_postgresql_are_kept(tmp_path: Path) -> None
     assert resolve(pg, tmp_path) == pg
 
 
-def test_sqlite_options_that_pysqlite_takes_are_kept(tmp_path: Path) -> None:
+def test_the_sqlite_timeout_is_kept_and_postgresql_may_omit_its_driver(tmp_path: Path) -> None:
     assert resolve("sqlite:///o.db?timeout=5", tmp_path) == f"sqlite:///{tmp_path / 'o.db'}?timeout=5"
+    assert resolve("postgresql://app@db/outreach", tmp_path) == "postgresql://app@db/outreach"  # psycopg is the default
+
+
+def test_dev_shm_is_a_real_folder(tmp_path: Path) -> None:
+    assert resolve("sqlite:////dev/shm/outreach-test.db", tmp_path) == "sqlite:////dev/shm/outreach-test.db"
 
 
 @pytest.mark.parametrize(
@@ -32,8 +37,16 @@ def test_sqlite_options_that_pysqlite_takes_are_kept(tmp_path: Path) -> None:
         ("outreach.db", "not a database URL (expected sqlite:///"),
         ("sqlite://", "give SQLite a file path"),
         ("sqlite:///:memory:", "give SQLite a file path"),
-        ("sqlite:///o.db?journal=off", "unknown SQLite option(s) journal (known: cached_statements, check_same_thread"),
-        ("sqlite:///o.db?timeout=soon", "SQLite option timeout must be a number of seconds, not 'soon'"),
+        ("sqlite:///o.db?journal=off", "unknown SQLite option(s) journal (known: timeout)"),
+        ("sqlite:///o.db?check_same_thread=maybe", "unknown SQLite option(s) check_same_thread (known: timeout)"),
+        ("sqlite:///o.db?timeout=soon", "SQLite option timeout must be seconds from 0 to 3600, not 'soon'"),
+        ("sqlite:///o.db?timeout=-1", "SQLite option timeout must be seconds from 0 to 3600, not '-1'"),
+        ("sqlite+aiosqlite:///o.db", "unsupported driver 'aiosqlite' for sqlite: use sqlite+pysqlite://"),
+        (
+            "postgresql+psycopg_async://u@h/db",
+            "unsupported driver 'psycopg_async' for postgresql: use postgresql+psycopg://",
+        ),
+        ("postgresql+psycopg2://u@h/db", "unsupported driver 'psycopg2' for postgresql"),
         ("sqlite:////proc/outreach.db", "/proc/outreach.db is in /proc, a virtual file system"),
         ("sqlite:////proc/self/status", "is in /proc, a virtual file system"),
         ("sqlite:////dev/null", "/dev/null is in /dev, a virtual file system"),

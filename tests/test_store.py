@@ -11,7 +11,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
 from sqlalchemy.exc import IntegrityError, StatementError
 
-from outreach.db import Store, current_revision, head_revision, migrate
+from outreach.db import Access, Store, current_revision, head_revision, migrate
 from outreach.models import Base, Item, Source
 
 TABLES = {"sources", "items", "campaigns", "deliveries", "links", "clicks", "alembic_version"}
@@ -90,7 +90,7 @@ def test_foreign_keys_are_enforced(store: Store) -> None:
 
 
 def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:
-    store = Store.open(f"sqlite:///{tmp_path / 'nested' / 'outreach.db'}")
+    store = Store.open(f"sqlite:///{tmp_path / 'nested' / 'outreach.db'}", Access.create)
     with store.engine.connect() as connection:
         assert connection.execute(text("PRAGMA journal_mode")).scalar() == "wal"
         assert connection.execute(text("PRAGMA foreign_keys")).scalar() == 1

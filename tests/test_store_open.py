@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -60,7 +61,7 @@ def test_another_programs_tables_are_never_taken_over(db_url: str) -> None:
 
 
 def test_a_schema_newer_than_the_code_is_refused(db_url: str) -> None:
-    Store.open(db_url).close()
+    Store.open(db_url, Access.create).close()
     engine = create_engine(db_url)
     with engine.begin() as connection:
         connection.execute(text("UPDATE alembic_version SET version_num = '9999'"))
@@ -74,7 +75,7 @@ def test_a_schema_newer_than_the_code_is_refused(db_url: str) -> None:
 
 
 def test_read_access_cannot_write_even_by_mistake(db_url: str) -> None:
-    Store.open(db_url).close()
+    Store.open(db_url, Access.create).close()
     with (
         Store.open(db_url, Access.read) as store,
         pytest.raises(Unusable) as caught,
@@ -104,7 +105,7 @@ def test_a_file_that_is_not_sqlite_is_refused(tmp_path: Path) -> None:
 
 def test_a_damaged_database_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "outreach.db"
-    Store.open(f"sqlite:///{path}").close()
+    Store.open(f"sqlite:///{path}", Access.create).close()
     data = bytearray(path.read_bytes())
     data[100:4096] = b"\xff" * (4096 - 100)  # page 1 after the header: the schema table
     path.write_bytes(bytes(data))
@@ -136,3 +137,60 @@ def test_a_locked_file_is_reported_as_busy() -> None:
     problem = explain(error, "sqlite:////srv/outreach/outreach.db")
     assert isinstance(problem, Unreachable)
     assert str(problem) == "/srv/outreach/outreach.db is locked by another process; try again (database is locked)"
+
+
+def test_the_sqlite_timeout_in_the_url_is_how_long_a_writer_waits(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'outreach.db'}"
+    Store.open(url, Access.create).close()
+    holder = sqlite3.connect(tmp_path / "outreach.db")
+    holder.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+    try:
+        with Store.open(f"{url}?timeout=0.2", Access.write) as store:
+            started = time.monotonic()
+            with pytest.raises(Unreachable, match=r"is locked by another process; try again"):  # noqa: SIM117
+                with store.translated_errors(), store.sessions.begin() as session:
+                    session.add(Source(name="x", url="u", language="vi"))
+            waited = time.monotonic() - started
+    finally:
+        holder.rollback()
+        holder.close()
+    assert 0.2 <= waited < 5
+
+
+def test_a_write_never_recreates_a_file_removed_after_the_check(tmp_path: Path) -> None:
+    path = tmp_path / "outreach.db"
+    Store.open(f"sqlite:///{path}", Access.create).close()
+    with Store.open(f"sqlite:///{path}", Access.write) as store:
+        store.close()  # drop pooled connections, as if the file went away between commands
+        path.unlink()
+        with pytest.raises(Unusable, match="cannot open"), store.translated_errors(), store.engine.connect():
+            pass
+    assert not path.exists()
+
+
+def test_a_write_leaves_an_empty_file_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "outreach.db"
+    path.touch()
+    with pytest.raises(NotInitialised, match="has no outreach tables yet"):
+        Store.open(f"sqlite:///{path}", Access.write)
+    assert path.stat().st_size == 0
+    assert [p.name for p in tmp_path.iterdir()] == ["outreach.db"]
+
+
+def test_errors_are_sorted_by_what_to_do() -> None:
+    url = "postgresql+psycopg://app:s3cret@db/outreach"
+
+    def kind(message: str, error: type[Exception] = sqlite3.OperationalError) -> str:
+        return type(explain(DBAPIError("SELECT 1", {}, error(message)), url)).__name__
+
+    assert kind("no such table: clicks") == "Unusable"
+    assert kind('relation "clicks" does not exist', sqlite3.ProgrammingError) == "Unusable"
+    assert kind('connection is bad: invalid sslmode value: "abc"') == "BadDatabaseUrl"
+    assert (
+        kind('connection failed: connection to server at "db", port 5432 failed: Connection refused') == "Unreachable"
+    )
+    assert kind("failed to resolve host 'db': [Errno -2] Name or service not known") == "Unreachable"
+    assert kind("terminating connection due to administrator command") == "Unreachable"
+    assert kind('malformed array literal: "x"', sqlite3.DataError) == "Unusable"
+    assert "damaged" not in str(explain(DBAPIError("S", {}, sqlite3.DataError('malformed array literal: "x"')), url))
+    assert kind("database or disk is full") == "Unusable"
