@@ -533,6 +533,7 @@ def report(obj: Context) -> None:
 @pass_ctx
 def demo(obj: Context, folder: Path | None) -> None:
     """Run the whole pipeline offline on bundled sample feeds."""
+    from channels import build_channels
     from outreach.demo import DemoFolderError, prepare_folder, run_demo
     from outreach.packaged import STARTER_CONFIG
 
@@ -543,7 +544,7 @@ def demo(obj: Context, folder: Path | None) -> None:
         prepared = prepare_folder(folder)
     except DemoFolderError as exc:
         raise click.BadParameter(str(exc), param_hint="'--dir'") from None
-    run_demo(settings, console(), *prepared, keep=folder is not None)
+    run_demo(settings, build_channels, console(), *prepared, keep=folder is not None)
 
 
 if __name__ == "__main__":

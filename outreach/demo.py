@@ -13,6 +13,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,10 +22,9 @@ from rich.console import Console
 from rich.panel import Panel
 from sqlalchemy import select
 
-from channels import build_channels
-from channels.outbox import OutboxChannel, read_outbox_file
 from outreach import config
 from outreach.campaigns import create_campaign, queue_campaign
+from outreach.channel import Channel
 from outreach.db import Access, Store
 from outreach.dispatch import send_pending
 from outreach.ingest import poll_sources
@@ -133,8 +133,19 @@ def _remove_earlier(temp: Path) -> int:
     return removed
 
 
-def run_demo(settings: config.Settings, out: Console, folder: Path, removed: int = 0, keep: bool = True) -> None:
-    """Ingest, campaign, render, deliver, click and report in a folder from `prepare_folder`."""
+def run_demo(
+    settings: config.Settings,
+    connect: Callable[[config.Settings], Mapping[str, Channel]],
+    out: Console,
+    folder: Path,
+    removed: int = 0,
+    keep: bool = True,
+) -> None:
+    """Ingest, campaign, render, deliver, click and report in a folder from `prepare_folder`.
+
+    `connect` builds the channels from settings (the CLI passes the registry's
+    builder): with the demo's settings, which hold no tokens, all go to the outbox.
+    """
     out.rule("[b]outreach demo")
     if removed:
         out.print(f"Removed {plural(removed, 'earlier demo folder')} from {tempfile.gettempdir()}.")
@@ -145,7 +156,7 @@ def run_demo(settings: config.Settings, out: Console, folder: Path, removed: int
             local = demo_settings(settings, folder, server.url)
             _ingest(store, local, out)
             _campaigns(store, local, out)
-            _deliver(store, local, out)
+            _deliver(store, connect(local), out)
             _click(store, local, out, server.url)
         out.rule("[b]report")
         with store.translated_errors(), store.sessions() as session:
@@ -188,20 +199,16 @@ def _campaigns(store: Store, settings: config.Settings, out: Console) -> None:
     out.print(table)
 
 
-def _deliver(store: Store, settings: config.Settings, out: Console) -> None:
+def _deliver(store: Store, channels: Mapping[str, Channel], out: Console) -> None:
     out.rule("3. deliver (no platform tokens set, so every channel writes to the outbox)")
-    channels = build_channels(settings)
     report = asyncio.run(send_pending(store, channels))
     out.print(f"  sent {report.sent}, failed {report.failed}")
-    outbox = next(c for c in channels.values() if isinstance(c, OutboxChannel))
-    for channel in channels:
-        files = sorted((outbox.folder / channel).glob("*.txt"))
-        if files:
-            header, text = read_outbox_file(files[0])
-            out.print(
-                Panel(text, title=f"{files[0].relative_to(outbox.folder)} → {header['target']}", expand=False),
-                markup=False,
-            )
+    with store.sessions() as session:
+        for channel in channels:
+            first = session.scalars(select(Delivery).where(Delivery.channel == channel).order_by(Delivery.id)).first()
+            if first is not None:  # the text exactly as it went out, and where it went
+                title = f"{first.platform_id} → {first.target}"
+                out.print(Panel(first.text, title=title, expand=False), markup=False)
 
 
 def _click(store: Store, settings: config.Settings, out: Console, base_url: str) -> None:

@@ -205,6 +205,8 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert "polled again: 0 new (duplicates are recognised)" in output
     assert "sent 14, failed 0" in output
     assert str(folder / "outreach.db") in output
+    assert len(list((folder / "outbox").rglob("*.txt"))) == 14
+    assert "outbox:facebook/c1-d1-" in output
     assert f"Clean up with:   rm -r {folder}" in output
     rows = table_rows(output)
     assert ["facebook", "outbox", "7", "0", "0", "13", "7"] in rows
