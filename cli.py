@@ -143,7 +143,7 @@ class OutreachGroup(click.Group):
         except Exception as exc:
             status = _exit_status(exc, ctx.obj)
             if status is None:
-                raise  # click's own exceptions, and bugs: shown as they are
+                raise  # not one of ours: a bug, shown in full
             raise SystemExit(status) from None
 
 

@@ -43,11 +43,12 @@ def make_engine(url: str, access: Access = Access.create, **kwargs: Any) -> Engi
     sessions are READ ONLY, so a reading command cannot write even by mistake.
     """
     parsed = make_url(url)
-    path = sqlite_path(url)
-    if path is not None:
+    if parsed.get_backend_name() == "sqlite":
+        path = sqlite_path(url)
         args = {"timeout": sqlite_timeout(parsed)}  # how long to wait for another writer
-        if access is Access.create:
-            sqlite_files.make_folder(path)
+        if access is Access.create or path is None:  # None: in memory, for a quick look in Python
+            if path is not None:
+                sqlite_files.make_folder(path)
             engine = create_engine(parsed.difference_update_query(["timeout"]), connect_args=args, **kwargs)
         elif access is Access.write:
             engine = create_engine(sqlite_uri(url, "rw"), connect_args=args, **kwargs)

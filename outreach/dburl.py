@@ -107,9 +107,9 @@ def _check_sqlite_path(path: Path) -> None:
 
 
 def sqlite_path(url: str) -> Path | None:
-    """The database file of a SQLite URL (None for other databases)."""
+    """The database file of a SQLite URL (None for other databases and in-memory SQLite)."""
     parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite" or not parsed.database:
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
         return None
     return Path(parsed.database)
 
