@@ -9,6 +9,7 @@ import contextlib
 import os
 import shutil
 import socket
+import subprocess
 import threading
 import time
 import uuid
@@ -132,7 +133,11 @@ def read_only(path: Path) -> list[str]:
         pytest.skip("needs unshare (util-linux) to mount a path read-only for a child process")
     namespaces = ["--mount"] if os.geteuid() == 0 else ["--user", "--map-root-user", "--mount"]
     script = 'mount --bind "$0" "$0" && mount -o remount,ro,bind "$0" "$0" && exec "$@"'
-    return ["unshare", *namespaces, "sh", "-c", script, str(path)]
+    prefix = ["unshare", *namespaces, "sh", "-c", script, str(path)]
+    probe = subprocess.run([*prefix, "true"], capture_output=True, text=True, check=False)
+    if probe.returncode != 0:  # e.g. user namespaces switched off for non-root users
+        pytest.skip(f"cannot mount {path} read-only for a child process: {probe.stderr.strip()}")
+    return prefix
 
 
 # --- configuration -----------------------------------------------------------
