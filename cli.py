@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from outreach.config import Settings
     from outreach.db import Access, Store
     from outreach.render import Renderer
+    from outreach.routing import Routing
 
 
 class Exit(enum.IntEnum):
@@ -97,9 +98,10 @@ class Context:
     def settings(self) -> Settings:
         """The validated settings (a ConfigError ends the command with status 2)."""
         if self._settings is None:
+            from channels import SETTINGS_MODELS
             from outreach.config import load_settings
 
-            self._settings = load_settings(self.config_path, self.db, self.templates)
+            self._settings = load_settings(self.config_path, self.db, self.templates, channel_models=SETTINGS_MODELS)
         return self._settings
 
     def store(self, access: Access) -> Store:
@@ -111,9 +113,24 @@ class Context:
 
     def renderer(self) -> Renderer:
         """Templates: the user's folder first, then the built-in ones."""
+        from channels import LIMITS
         from outreach.render import Renderer
 
-        return Renderer(self.settings.schedule, self.settings.templates_dir)
+        return Renderer(self.settings.schedule, LIMITS, self.settings.templates_dir)
+
+    def routes(self) -> list[str]:
+        """Each target's route as a line for people (no network call is made)."""
+        import asyncio
+
+        routing = self.routing()
+        asyncio.run(routing.close())
+        return [str(route) for route in routing]
+
+    def routing(self) -> Routing:
+        """Each target's transport (platform or outbox) and why; close it in the loop that uses it."""
+        from channels import build_routing
+
+        return build_routing(self.settings)
 
     def database(self) -> str:
         """The database in use as people read it (a file path, or the masked URL)."""
@@ -244,7 +261,6 @@ def init(obj: Context, config_example: bool) -> None:
 @pass_ctx
 def status(obj: Context) -> None:
     """Which config and database are in use, and what they hold."""
-    from channels import build_channels
     from outreach.db import Access
     from outreach.status import read_status
 
@@ -254,7 +270,7 @@ def status(obj: Context) -> None:
     def counts(by: dict[str, int]) -> str:
         return f"{sum(by.values())}" + (": " + ", ".join(f"{n} {key}" for key, n in by.items()) if by else "")
 
-    transports = build_channels(obj.settings)
+    routes = obj.routes()
     rows = [
         ("config", str(obj.settings.config_path.absolute())),
         ("database", f"{obj.database()} (schema {revision})"),
@@ -262,10 +278,35 @@ def status(obj: Context) -> None:
         ("campaigns", counts(found.campaigns)),
         ("deliveries", counts(found.deliveries)),
         ("clicks", counts(found.clicks) + f" (last {obj.local(found.last_click)})"),
-        ("channels", ", ".join(f"{name} via {t.name}" for name, t in transports.items()) or "none enabled"),
+        ("routes", routes[0] if routes else "none: no channel is enabled"),
+        *[("", route) for route in routes[1:]],
     ]
     for label, value in rows:
         click.echo(f"{label:<11}{value}")
+
+
+@main.command()
+@pass_ctx
+def doctor(obj: Context) -> None:
+    """Check config, database, templates and every target's token."""
+    import asyncio
+
+    from outreach.config import ConfigError
+    from outreach.doctor import check_database, check_routes, check_templates, failed
+
+    try:
+        settings = obj.settings
+    except ConfigError as exc:
+        for problem in exc.problems:
+            click.echo(f"FAIL config: {problem}")
+        raise SystemExit(Exit.failed) from None
+    click.echo(f"ok   config: {settings.config_path.absolute()}")
+    checks = [check_database(settings.database_url), *check_templates(settings, obj.renderer())]
+    checks += asyncio.run(check_routes(obj.routing()))
+    for check in checks:
+        click.echo(str(check))
+    if failed(checks):
+        raise SystemExit(Exit.failed)
 
 
 @main.group()
@@ -276,8 +317,7 @@ def config() -> None:
 @config.command("check")
 @pass_ctx
 def config_check(obj: Context) -> None:
-    """Validate the config and say which transport each channel uses."""
-    from channels import build_channels
+    """Validate the config; show where each target posts, and why."""
     from outreach.text import plural
 
     settings = obj.settings
@@ -286,8 +326,8 @@ def config_check(obj: Context) -> None:
         f"{settings.config_path}: ok: {plural(len(schedule.topics), 'topic')}, "
         f"{plural(len(schedule.sources), 'source')}, time zone {schedule.timezone}"
     )
-    for name, transport in build_channels(settings).items():
-        click.echo(f"  channel {name}: sends through {transport.name}")
+    for route in obj.routes():
+        click.echo(f"  {route}")
 
 
 @main.group()
@@ -463,27 +503,29 @@ def send(obj: Context, limit: int | None) -> None:
     """Deliver pending deliveries once."""
     import asyncio
 
-    from channels import build_channels
     from outreach.db import Access
-    from outreach.dispatch import send_pending
+    from outreach.dispatch import EVERY_TARGET, send_once
     from outreach.text import plural
 
     with obj.store(Access.write) as store:
-        channels = build_channels(obj.settings)
-        for name, transport in channels.items():
-            if transport.name != name:
-                click.echo(f"channel {name}: no token set, writing to the {transport.name} instead", err=True)
-        report = asyncio.run(send_pending(store, channels, limit=limit))
+        routing = obj.routing()
+        for route in routing:
+            click.echo(str(route), err=True)
+        report = asyncio.run(send_once(store, routing, limit))
     click.echo(
         f"sent {report.sent}, retrying {report.retrying}, failed {report.failed}, skipped {report.skipped}, "
         f"unknown {report.unknown}" + (f", recovered {report.recovered} interrupted" if report.recovered else "")
     )
-    for channel in report.paused_channels:
-        click.echo(f"channel {channel} paused: its token was refused; its deliveries stay pending", err=True)
-    for channel, count in report.unroutable.items():
+    for (channel, target), reason in report.paused.items():
+        which = f"{channel} (every target)" if target == EVERY_TARGET else f"{channel} → {target}"
+        click.echo(f"{which} paused: {reason}; its deliveries stay pending", err=True)
+    for (channel, target), count in report.unroutable.items():
         waiting = plural(count, "delivery waits", "deliveries wait")
-        click.echo(f"{waiting} for channel {channel}, which is not enabled in {obj.settings.config_path}", err=True)
-    if report.failed or report.unknown or report.paused_channels:
+        click.echo(
+            f"{waiting} for {channel} → {target}, which is not an enabled target in {obj.settings.config_path}",
+            err=True,
+        )
+    if report.failed or report.unknown or report.paused:
         raise SystemExit(Exit.failed)
 
 
@@ -497,7 +539,7 @@ def tracker(obj: Context, host: str, port: int) -> None:
     from outreach.serve import serve
     from outreach.web import create_app
 
-    salt = obj.settings.secrets.click_salt
+    salt = obj.settings.secrets.get("OUTREACH_CLICK_SALT")
     with obj.store(Access.write) as store:
         if salt is None:
             click.echo(
@@ -520,7 +562,11 @@ def report(obj: Context) -> None:
 
     with obj.store(Access.read) as store, store.sessions() as session:
         built = build_report(session)
-    print_report(console(), built)
+    out = console()
+    print_report(out, built)
+    out.print("Where each target's posts go now (the via column shows where they went):")
+    for route in obj.routes():
+        out.print(f"  {route}", soft_wrap=True, markup=False)
 
 
 @main.command()
@@ -533,8 +579,8 @@ def report(obj: Context) -> None:
 @pass_ctx
 def demo(obj: Context, folder: Path | None) -> None:
     """Run the whole pipeline offline on bundled sample feeds."""
-    from channels import build_channels
-    from outreach.demo import DemoFolderError, prepare_folder, run_demo
+    from channels import LIMITS, build_routing, variable_for
+    from outreach.demo import DemoFolderError, Wiring, prepare_folder, run_demo
     from outreach.packaged import STARTER_CONFIG
 
     if not obj.config_given and not obj.config_path.exists():
@@ -544,7 +590,8 @@ def demo(obj: Context, folder: Path | None) -> None:
         prepared = prepare_folder(folder)
     except DemoFolderError as exc:
         raise click.BadParameter(str(exc), param_hint="'--dir'") from None
-    run_demo(settings, build_channels, console(), *prepared, keep=folder is not None)
+    wiring = Wiring(limits=LIMITS, connect=build_routing, token_variable=variable_for)
+    run_demo(settings, wiring, console(), *prepared, keep=folder is not None)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from outreach.channel import RenderedMessage, Sent
+from outreach.channel import AuthFailed, RenderedMessage, Sent
 
 
 class OutboxChannel:
@@ -25,6 +25,7 @@ class OutboxChannel:
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
+        self.where = f"files under {folder}"
 
     def path_for(self, message: RenderedMessage) -> Path:
         """Where a delivery's file goes."""
@@ -61,6 +62,19 @@ class OutboxChannel:
             Path(temp).unlink(missing_ok=True)
             raise
         return path
+
+    async def check(self, target: str) -> str:
+        """Whether the outbox folder can take files (made if missing)."""
+        try:
+            await asyncio.to_thread(self.folder.mkdir, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise AuthFailed(f"cannot write the outbox {self.folder}: {exc.strerror}") from None
+        if not os.access(self.folder, os.W_OK):
+            raise AuthFailed(f"cannot write the outbox {self.folder}: permission denied")
+        return f"writes files under {self.folder}"
+
+    async def close(self) -> None:
+        """Nothing to release: files are closed as they are written."""
 
 
 def read_outbox_file(path: Path) -> tuple[dict[str, object], str]:

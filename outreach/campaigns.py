@@ -154,7 +154,7 @@ def preview_campaign(settings: Settings, renderer: Renderer, campaign: Campaign)
         Preview(
             channel,
             _targets(settings, campaign.language, channel),
-            renderer.render(channel, _template(settings, campaign, channel), context),
+            renderer.render(channel, _template(settings, campaign, channel), context).text,
         )
         for channel in campaign.channels
     ]
@@ -190,7 +190,7 @@ def queue_campaign(session: Session, settings: Settings, renderer: Renderer, cam
             destination = with_utm(item.url, channel, tracker.utm_medium, campaign.utm_campaign)
             check_destination(destination, tracker.allowed_domains)
             link = Link(code=new_code(), destination=destination, campaign_id=campaign.id, channel=channel)
-            text = renderer.render(
+            rendered = renderer.render(
                 channel,
                 _template(settings, campaign, channel),
                 _context(settings, renderer, campaign, short_url(tracker.public_url, link.code)),
@@ -200,7 +200,8 @@ def queue_campaign(session: Session, settings: Settings, renderer: Renderer, cam
                 channel=channel,
                 target=target,
                 language=campaign.language,
-                text=text,
+                text=rendered.text,
+                image_url=item.image_url if rendered.photo else None,
                 link=link,
             )
             session.add(delivery)

@@ -1,13 +1,19 @@
-"""What the core asks of a channel, and the few errors a channel may raise.
+"""What the core asks of a channel, how a platform is described, and the few errors.
 
-Adapters in `channels/` implement `Channel` and translate their SDK's exceptions
-into these, so the dispatcher never sees an SDK exception (DESIGN §5).
+Adapters in `channels/` implement `Channel`, describe their platform in a
+`ChannelSpec`, and translate their SDK's exceptions into the errors below, so
+the dispatcher never sees an SDK exception (DESIGN §5).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from typing import Literal, Protocol
+
+from pydantic import SecretStr
+
+from outreach.channel_config import ChannelSettings, RateSettings
 
 Markup = Literal["html", "plain"]
 
@@ -18,16 +24,24 @@ class ChannelLimits:
 
     max_text: int
     markup: Markup
+    max_caption: int | None = None  # a photo's caption; None when it is as long as a text
 
 
-# Facts of each platform's message format. Rendering needs them even when the
-# message goes to the outbox instead, so they live in the core, not the adapter.
-PLATFORM_LIMITS: dict[str, ChannelLimits] = {
-    # Graph API page posts take up to 63,206 characters of plain text.
-    "facebook": ChannelLimits(max_text=63_206, markup="plain"),
-    # Bot API text: 1-4096 characters after entity parsing, HTML parse mode.
-    "telegram_channel": ChannelLimits(max_text=4_096, markup="html"),
-}
+@dataclass(frozen=True)
+class Rate:
+    """How fast a platform takes messages: across the whole token, and into one target."""
+
+    per_second: float
+    burst: int = 1
+    per_target_per_second: float | None = None
+    per_target_burst: int = 1
+
+    def overridden(self, settings: RateSettings | None) -> Rate:
+        """This rate with what a channel's `rate:` block in schedules.yaml sets."""
+        if settings is None:
+            return self
+        changes = {key: value for key, value in settings.model_dump().items() if value is not None}
+        return replace(self, **changes)
 
 
 @dataclass(frozen=True)
@@ -43,6 +57,7 @@ class RenderedMessage:
     markup: Markup
     link_code: str | None = None  # the tracked link in the text, if any
     destination: str | None = None  # where that link leads
+    image_url: str | None = None  # a photo to post with the text, when the template asks
 
 
 @dataclass(frozen=True)
@@ -53,16 +68,39 @@ class Sent:
 
 
 class Channel(Protocol):
-    """A way to deliver rendered messages."""
+    """A way to deliver rendered messages (one platform's adapter, or the outbox)."""
 
     name: str
     # True when sending the same delivery twice cannot make two copies (the
     # dispatcher may then retry a send interrupted by a crash).
     idempotent: bool
+    where: str  # where messages go, for people ("Graph API v23.0 at ...", "files under ...")
 
     async def send(self, message: RenderedMessage) -> Sent:
         """Deliver one message or raise one of the errors below."""
         ...
+
+    async def check(self, target: str) -> str:
+        """Say what the platform knows of a target (its name, our rights there), or raise."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections; the channel is not used after this."""
+        ...
+
+
+@dataclass(frozen=True)
+class ChannelSpec:
+    """Everything about one platform in one place (declared in `channels/<platform>.py`)."""
+
+    name: str
+    limits: ChannelLimits
+    rate: Rate
+    idempotent: bool
+    settings: type[ChannelSettings]  # its block in schedules.yaml
+    secrets: tuple[str, ...]  # environment variables of its token; a target may name its own
+    # Builds the channel for the targets that have a token (target id -> token).
+    build: Callable[[ChannelSettings, Mapping[str, SecretStr]], Channel]
 
 
 class ChannelError(Exception):
@@ -82,7 +120,16 @@ class RecipientGone(ChannelError):
 
 
 class AuthFailed(ChannelError):
-    """The token is wrong or expired: pause the channel, lose nothing."""
+    """The token is wrong, expired, or no longer allowed there: pause, lose nothing.
+
+    `whole_channel`: the token itself was refused, so every target of the channel
+    waits (not only the one tried); otherwise only this target (a Page token per
+    page, a bot removed from one channel).
+    """
+
+    def __init__(self, reason: str, whole_channel: bool = False) -> None:
+        super().__init__(reason)
+        self.whole_channel = whole_channel
 
 
 class Rejected(ChannelError):

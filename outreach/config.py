@@ -11,17 +11,21 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from dotenv import dotenv_values
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 
 from outreach import dburl
-
-Language = Literal["vi", "en"]
-LANGUAGES: tuple[Language, ...] = ("vi", "en")
+from outreach.channel_config import (
+    ChannelModels,
+    Channels,
+    Language,
+    Strict,
+    validate_channels,
+)
 
 DEFAULT_CONFIG = "schedules.yaml"
 DEFAULT_DATABASE_URL = "sqlite:///outreach.db"
@@ -35,19 +39,14 @@ class ConfigError(Exception):
         self.problems = list(problems)
 
 
-class _Strict(BaseModel):
-    # Unknown keys are typos more often than not: refuse them.
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Labels(_Strict):
+class Labels(Strict):
     """A text in each supported language."""
 
     vi: str
     en: str
 
 
-class Topic(_Strict):
+class Topic(Strict):
     """A business section items are filed under; keywords are matched accent-free."""
 
     id: str = Field(pattern=r"^[a-z][a-z0-9_-]*$")
@@ -55,7 +54,7 @@ class Topic(_Strict):
     keywords: list[str] = []
 
 
-class Source(_Strict):
+class Source(Strict):
     """One portal feed to poll."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -65,50 +64,7 @@ class Source(_Strict):
     poll_minutes: int = Field(default=30, ge=1)
 
 
-class Target(_Strict):
-    """A page or chat a channel posts to, and the item languages it takes."""
-
-    id: str = Field(min_length=1)
-    name: str = ""
-    languages: list[Language] = list(LANGUAGES)
-
-
-class ChannelSettings(_Strict):
-    """Non-secret settings of one platform channel."""
-
-    enabled: bool = True
-    targets: list[Target] = []
-    template: str = "post"
-    # Overrides the platform's own limit (e.g. to keep Facebook posts short).
-    max_text: int | None = Field(default=None, ge=80)
-
-
-class FacebookSettings(ChannelSettings):
-    """Facebook Page channel; facebook-sdk's own default Graph version is retired."""
-
-    graph_version: str = Field(default="v23.0", pattern=r"^v\d+\.\d+$")
-
-
-class OutboxSettings(_Strict):
-    """Where messages are written when no platform token is set."""
-
-    dir: Path = Path("outbox")
-
-
-class Channels(_Strict):
-    """The channels in use; a missing section means the channel is not used."""
-
-    facebook: FacebookSettings | None = None
-    telegram_channel: ChannelSettings | None = None
-    outbox: OutboxSettings = OutboxSettings()
-
-    def enabled(self) -> dict[str, ChannelSettings]:
-        """Platform channels that are configured and switched on, by name."""
-        found = {"facebook": self.facebook, "telegram_channel": self.telegram_channel}
-        return {name: c for name, c in found.items() if c is not None and c.enabled}
-
-
-class Tracker(_Strict):
+class Tracker(Strict):
     """The short-link redirector: its public address and where it may send people."""
 
     public_url: str = Field(pattern=r"^https?://[^/\s]+")
@@ -126,7 +82,7 @@ class Tracker(_Strict):
         return [d.strip().lower().lstrip(".") for d in value]
 
 
-class Fetch(_Strict):
+class Fetch(Strict):
     """How feeds are fetched: slow or huge portals must not hang a poll."""
 
     timeout_seconds: float = Field(default=20.0, gt=0)
@@ -134,14 +90,14 @@ class Fetch(_Strict):
     user_agent: str = "outreach/0.1 (+portal feed reader)"
 
 
-class Schedule(_Strict):
+class Schedule(Strict):
     """The whole of `schedules.yaml`, version 1."""
 
     version: Literal[1]
     timezone: str = "Asia/Ho_Chi_Minh"
     topics: list[Topic] = []
     sources: list[Source] = []
-    channels: Channels = Channels()
+    channels: Channels = Channels()  # checked per platform by `validate_channels`
     tracker: Tracker
     fetch: Fetch = Fetch()
 
@@ -169,26 +125,23 @@ class Schedule(_Strict):
         raise KeyError(name)
 
 
-class Secrets(BaseModel):
-    """Tokens, only ever from the environment or `.env`; printed as stars."""
+class Secrets:
+    """Values of the environment variables that hold secrets; shown by name only.
 
-    model_config = ConfigDict(frozen=True)
+    Which variables matter is known by whoever asks: the platform specs name
+    their token variables, targets may name their own, the tracker its salt.
+    """
 
-    telegram_token: SecretStr | None = None
-    facebook_page_token: SecretStr | None = None
-    click_salt: SecretStr | None = None
+    def __init__(self, env: Mapping[str, str | None] | None = None) -> None:
+        self._values = {name: value for name, value in (env or {}).items() if value}
 
-    ENV_NAMES: ClassVar[dict[str, str]] = {
-        "telegram_token": "OUTREACH_TELEGRAM_TOKEN",
-        "facebook_page_token": "OUTREACH_FACEBOOK_PAGE_TOKEN",
-        "click_salt": "OUTREACH_CLICK_SALT",
-    }
+    def get(self, name: str) -> SecretStr | None:
+        """The secret in this variable, or None when it is unset or empty."""
+        value = self._values.get(name)
+        return SecretStr(value) if value else None
 
-    @classmethod
-    def from_env(cls, env: Mapping[str, str | None]) -> Secrets:
-        """Pick the known secret names out of an environment mapping."""
-        values = {key: env.get(name) or None for key, name in cls.ENV_NAMES.items()}
-        return cls.model_validate(values)
+    def __repr__(self) -> str:
+        return f"Secrets({len(self._values)} variables, values hidden)"
 
 
 @dataclass(frozen=True)
@@ -214,8 +167,12 @@ def environment(dotenv_path: Path) -> dict[str, str | None]:
     return merged
 
 
-def load_schedule(path: Path) -> Schedule:
-    """Read and validate a schedules.yaml; raise ConfigError naming file, line, key."""
+def load_schedule(path: Path, channel_models: ChannelModels | None = None) -> Schedule:
+    """Read and validate a schedules.yaml; raise ConfigError naming file, line, key.
+
+    `channel_models` are the platforms' settings models by channel name (the
+    registry's); without them any `channels:` block but the outbox is unknown.
+    """
     text = _read(path)
     loader = _UniqueKeyLoader(text)
     try:
@@ -234,12 +191,13 @@ def load_schedule(path: Path) -> Schedule:
         loader.dispose()
     if not isinstance(data, dict):
         raise ConfigError([f"{path}:1: the file must be a mapping with `version: 1` at the top"])
+    channels, channel_problems = validate_channels(data.pop("channels", None), channel_models or {})
     try:
-        schedule = Schedule.model_validate(data)
+        schedule = Schedule.model_validate({**data, "channels": channels})
     except ValidationError as exc:
-        problems = [_located(path, root, err["loc"], err["msg"]) for err in exc.errors()]
-        raise ConfigError(problems) from None
-    problems = [_located(path, root, loc, msg) for loc, msg in _cross_check(schedule)]
+        found = [(tuple(err["loc"]), err["msg"]) for err in exc.errors()]
+        raise ConfigError([_located(path, root, loc, msg) for loc, msg in [*channel_problems, *found]]) from None
+    problems = [_located(path, root, loc, msg) for loc, msg in [*channel_problems, *_cross_check(schedule)]]
     if problems:
         raise ConfigError(problems)
     return schedule
@@ -362,8 +320,12 @@ def load_settings(
     database_url: str | None = None,
     templates_dir: Path | None = None,
     env: Mapping[str, str | None] | None = None,
+    channel_models: ChannelModels | None = None,
 ) -> Settings:
     """Build the one Settings object from the config file and the environment.
+
+    `channel_models`: each platform's settings model by channel name, from the
+    channel registry (the core knows no platform).
 
     Paths in the config, `.env` and a relative SQLite path in OUTREACH_DATABASE_URL
     or the default URL are read from the config file's folder, so cron, a service
@@ -372,7 +334,7 @@ def load_settings(
     """
     folder = config_path.absolute().parent
     env = environment(folder / ".env") if env is None else env
-    schedule = load_schedule(config_path)
+    schedule = load_schedule(config_path, channel_models)
     outbox = schedule.channels.outbox
     if not outbox.dir.is_absolute():
         channels = schedule.channels.model_copy(
@@ -383,7 +345,7 @@ def load_settings(
         schedule=schedule,
         config_path=config_path,
         database_url=_database_url(database_url, env, folder),
-        secrets=Secrets.from_env(env),
+        secrets=Secrets(env),
         templates_dir=templates_dir,
     )
 

@@ -1,8 +1,8 @@
 """`outreach demo`: the whole pipeline, offline, in a folder of its own.
 
-Bundled sample feeds stand in for the portal, the outbox for the platforms, and
-an HTTP client on loopback for people tapping links. Nothing touches the
-network or the user's own database.
+Bundled sample feeds stand in for the portal, emulators on loopback for Facebook
+and Telegram (reached by the real client libraries), and an HTTP client for
+people tapping links. Nothing touches the network or the user's own database.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import httpx
@@ -24,9 +24,10 @@ from sqlalchemy import select
 
 from outreach import config
 from outreach.campaigns import create_campaign, queue_campaign
-from outreach.channel import Channel
+from outreach.channel import ChannelLimits
+from outreach.channel_config import OutboxSettings
 from outreach.db import Access, Store
-from outreach.dispatch import send_pending
+from outreach.dispatch import send_once
 from outreach.ingest import poll_sources
 from outreach.links import short_url
 from outreach.models import Delivery, Item
@@ -34,6 +35,8 @@ from outreach.packaged import SAMPLES
 from outreach.render import Renderer
 from outreach.report_view import print_report
 from outreach.reports import build_report
+from outreach.routing import Routing
+from outreach.sandbox.platforms import EmulatedPlatforms, TokenVariable
 from outreach.serve import BackgroundServer
 from outreach.tables import fitted_table
 from outreach.text import plural
@@ -60,12 +63,12 @@ def demo_settings(settings: config.Settings, folder: Path, tracker_url: str) -> 
             "allowed_domains": sorted({*schedule.tracker.allowed_domains, SAMPLE_DOMAIN}),
         }
     )
-    channels = schedule.channels.model_copy(update={"outbox": config.OutboxSettings(dir=folder / "outbox")})
+    channels = schedule.channels.model_copy(update={"outbox": OutboxSettings(dir=folder / "outbox")})
     return replace(
         settings,
         schedule=schedule.model_copy(update={"sources": sources, "tracker": tracker, "channels": channels}),
         database_url=f"sqlite:///{folder / 'outreach.db'}",
-        secrets=config.Secrets(),  # no tokens: every channel goes to the outbox
+        secrets=config.Secrets(),  # the user's tokens are not the demo's business
     )
 
 
@@ -133,30 +136,43 @@ def _remove_earlier(temp: Path) -> int:
     return removed
 
 
+@dataclass(frozen=True)
+class Wiring:
+    """What the CLI, which knows the platforms, hands the demo."""
+
+    limits: Mapping[str, ChannelLimits]  # each platform's, for rendering
+    connect: Callable[[config.Settings], Routing]  # each target's transport
+    token_variable: TokenVariable  # where each target's token is read from
+
+
 def run_demo(
-    settings: config.Settings,
-    connect: Callable[[config.Settings], Mapping[str, Channel]],
-    out: Console,
-    folder: Path,
-    removed: int = 0,
-    keep: bool = True,
+    settings: config.Settings, wiring: Wiring, out: Console, folder: Path, removed: int = 0, keep: bool = True
 ) -> None:
     """Ingest, campaign, render, deliver, click and report in a folder from `prepare_folder`.
 
-    `connect` builds the channels from settings (the CLI passes the registry's
-    builder): with the demo's settings, which hold no tokens, all go to the outbox.
+    Facebook and Telegram are emulators on loopback, reached by the real client
+    libraries through the production adapters; one target has no token and shows
+    the outbox standing in.
     """
     out.rule("[b]outreach demo")
     if removed:
         out.print(f"Removed {plural(removed, 'earlier demo folder')} from {tempfile.gettempdir()}.")
-    out.print(f"Working in {folder} (SQLite store, outbox files); nothing leaves this machine.", soft_wrap=True)
+    out.print(
+        f"Working in {folder}: a SQLite store, outbox files, and Facebook and Telegram emulated on this machine; "
+        "nothing leaves it.",
+        soft_wrap=True,
+    )
     store = Store.open(f"sqlite:///{folder / 'outreach.db'}", Access.create)
     try:
-        with store.translated_errors(), BackgroundServer(create_app(store)) as server:
-            local = demo_settings(settings, folder, server.url)
+        with (
+            store.translated_errors(),
+            BackgroundServer(create_app(store)) as server,
+            EmulatedPlatforms() as platforms,
+        ):
+            local = platforms.point(demo_settings(settings, folder, server.url), wiring.token_variable)
             _ingest(store, local, out)
-            _campaigns(store, local, out)
-            _deliver(store, connect(local), out)
+            _campaigns(store, local, wiring, out)
+            _deliver(store, wiring.connect(local), platforms, out)
             _click(store, local, out, server.url)
         out.rule("[b]report")
         with store.translated_errors(), store.sessions() as session:
@@ -187,9 +203,9 @@ def _ingest(store: Store, settings: config.Settings, out: Console) -> None:
     out.print(f"  polled again: {sum(r.new for r in again)} new (duplicates are recognised)")
 
 
-def _campaigns(store: Store, settings: config.Settings, out: Console) -> None:
+def _campaigns(store: Store, settings: config.Settings, wiring: Wiring, out: Console) -> None:
     out.rule("2. campaigns: one per business topic, plus English news for investors")
-    renderer = Renderer(settings.schedule, settings.templates_dir)
+    renderer = Renderer(settings.schedule, wiring.limits, settings.templates_dir)
     table = fitted_table("id", "lang", "topics", "posts", "title", wide="title", wrap={"topics"}, right={"id", "posts"})
     for item in pick_items(store, {"vi": 5, "en": 2}):
         with store.sessions.begin() as session:
@@ -199,16 +215,25 @@ def _campaigns(store: Store, settings: config.Settings, out: Console) -> None:
     out.print(table)
 
 
-def _deliver(store: Store, channels: Mapping[str, Channel], out: Console) -> None:
-    out.rule("3. deliver (no platform tokens set, so every channel writes to the outbox)")
-    report = asyncio.run(send_pending(store, channels))
+def _deliver(store: Store, routing: Routing, platforms: EmulatedPlatforms, out: Console) -> None:
+    out.rule("3. deliver: Facebook and Telegram through their emulators, one target to the outbox")
+    for route in routing:
+        out.print(f"  {route}", soft_wrap=True, markup=False)
+    report = asyncio.run(send_once(store, routing))
     out.print(f"  sent {report.sent}, failed {report.failed}")
+    page = platforms.graph.posts()
+    channel = [message for message in platforms.telegram.messages if message.text]
     with store.sessions() as session:
-        for channel in channels:
-            first = session.scalars(select(Delivery).where(Delivery.channel == channel).order_by(Delivery.id)).first()
-            if first is not None:  # the text exactly as it went out, and where it went
-                title = f"{first.platform_id} → {first.target}"
-                out.print(Panel(first.text, title=title, expand=False), markup=False)
+        parked = session.scalars(select(Delivery).where(Delivery.transport == "outbox").order_by(Delivery.id)).first()
+    shown = [
+        (f"the emulated Facebook Page {page[0].page_id} now shows (post {page[0].id})", page[0].message)
+        if page
+        else None,
+        (f"the emulated Telegram channel {channel[0].chat_id} now shows", channel[0].text) if channel else None,
+        (f"{parked.platform_id} → {parked.target} (no token: the outbox)", parked.text) if parked else None,
+    ]
+    for title, text in filter(None, shown):
+        out.print(Panel(text or "", title=title, expand=False), markup=False)
 
 
 def _click(store: Store, settings: config.Settings, out: Console, base_url: str) -> None:

@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import Select, func, or_, select, update
 
 from outreach.channel import (
-    PLATFORM_LIMITS,
     AuthFailed,
     Channel,
+    Markup,
     MaybeSent,
     RecipientGone,
     Rejected,
@@ -27,9 +27,12 @@ from outreach.channel import (
 )
 from outreach.db import Store
 from outreach.models import FINAL_DELIVERY, Campaign, CampaignStatus, Delivery, DeliveryStatus, utcnow
+from outreach.pacing import Pacer
+from outreach.routing import RouteKey, Routing
 from outreach.text import scrub
 
 log = logging.getLogger(__name__)
+EVERY_TARGET = "*"
 MAX_ATTEMPTS = 8
 BASE_BACKOFF = timedelta(seconds=30)
 # A send in flight is never older than this (platform calls time out long before),
@@ -47,9 +50,11 @@ class SendReport:
     skipped: int = 0
     unknown: int = 0
     recovered: int = 0
-    paused_channels: list[str] = field(default_factory=list)
-    # Pending deliveries for channels that are no longer enabled: they wait.
-    unroutable: dict[str, int] = field(default_factory=dict)
+    # Targets whose token was refused, with the platform's reason: their deliveries wait.
+    # The target EVERY_TARGET stands for all of a channel's (its token itself was refused).
+    paused: dict[RouteKey, str] = field(default_factory=dict)
+    # Pending deliveries for targets no longer in the config (or disabled): they wait.
+    unroutable: dict[RouteKey, int] = field(default_factory=dict)
 
 
 def backoff(attempts: int, retry_after: float | None = None) -> timedelta:
@@ -60,7 +65,7 @@ def backoff(attempts: int, retry_after: float | None = None) -> timedelta:
     return base * random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not a secret
 
 
-def recover_interrupted(store: Store, channels: Mapping[str, Channel], now: datetime) -> int:
+def recover_interrupted(store: Store, routing: Routing, now: datetime) -> int:
     """Settle deliveries left in `sending` by a crash; returns how many there were.
 
     Only claims older than the lease count: a younger one may belong to another
@@ -70,7 +75,8 @@ def recover_interrupted(store: Store, channels: Mapping[str, Channel], now: date
     with store.sessions.begin() as session:
         stuck = list(session.scalars(select(Delivery).where(Delivery.status == DeliveryStatus.sending, stale)))
         for delivery in stuck:
-            transport = channels.get(delivery.channel)
+            route = routing.get(delivery.channel, delivery.target)
+            transport = route.transport if route is not None else None
             if transport is not None and transport.idempotent and delivery.transport == transport.name:
                 delivery.status = DeliveryStatus.pending
             else:
@@ -82,36 +88,56 @@ def recover_interrupted(store: Store, channels: Mapping[str, Channel], now: date
 
 
 async def send_pending(
-    store: Store, channels: Mapping[str, Channel], now: Callable[[], datetime] = utcnow, limit: int | None = None
+    store: Store, routing: Routing, now: Callable[[], datetime] = utcnow, limit: int | None = None
 ) -> SendReport:
-    """Deliver every due pending delivery once, in order; return what happened."""
-    report = SendReport(recovered=recover_interrupted(store, channels, now()))
+    """Deliver every due pending delivery once, in order, at each platform's rate.
+
+    A delivery whose target is no longer routed waits (counted in `unroutable`);
+    a refused token pauses its target only, for this run.
+    """
+    report = SendReport(recovered=recover_interrupted(store, routing, now()))
+    pacer = Pacer(routing.rates)
     due_now = or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= now())
     with store.sessions() as session:
-        query = select(Delivery.id, Delivery.channel).where(
-            Delivery.status == DeliveryStatus.pending,
-            due_now,
-            Delivery.channel.in_(list(channels)),
-            Delivery.campaign_id.in_(_sendable_campaigns()),
+        pending = select(Delivery.id, Delivery.channel, Delivery.target).where(
+            Delivery.status == DeliveryStatus.pending, Delivery.campaign_id.in_(_sendable_campaigns())
         )
-        due = list(session.execute(query.order_by(Delivery.id).limit(limit)))
-        waiting = select(Delivery.channel, func.count()).where(
-            Delivery.status == DeliveryStatus.pending, Delivery.channel.not_in(list(channels))
-        )
-        report.unroutable = dict(session.execute(waiting.group_by(Delivery.channel)).all())
-    for delivery_id, channel_name in due:
-        if channel_name in report.paused_channels:
+        due: list[tuple[int, str, str]] = []
+        for delivery_id, channel_name, target in session.execute(pending.where(due_now).order_by(Delivery.id)):
+            if routing.get(channel_name, target) is None:
+                continue
+            due.append((delivery_id, channel_name, target))
+            if limit is not None and len(due) >= limit:
+                break
+        per_target = pending.with_only_columns(Delivery.channel, Delivery.target, func.count())
+        for channel_name, target, count in session.execute(per_target.group_by(Delivery.channel, Delivery.target)):
+            if routing.get(channel_name, target) is None:
+                report.unroutable[(channel_name, target)] = count
+    for delivery_id, channel_name, target in due:
+        if (channel_name, target) in report.paused or (channel_name, EVERY_TARGET) in report.paused:
             continue
-        channel = channels[channel_name]
-        message = _claim(store, delivery_id, channel, now())
+        route = routing.routes[(channel_name, target)]
+        if route.to_platform:  # the outbox stands in at no platform's pace
+            await pacer.wait(channel_name, target)
+        message = _claim(store, delivery_id, route.transport, routing.markups[channel_name], now())
         if message is None:
             continue
-        outcome = await _attempt(channel, message)
-        if outcome.pause_channel:
-            report.paused_channels.append(message.channel)
+        outcome = await _attempt(route.transport, message)
+        if outcome.pause is not None:
+            report.paused[(channel_name, outcome.pause if outcome.pause == EVERY_TARGET else target)] = (
+                outcome.error or "token refused"
+            )
         _finish(store, delivery_id, outcome, now(), report)
     _settle_campaigns(store)
     return report
+
+
+async def send_once(store: Store, routing: Routing, limit: int | None = None) -> SendReport:
+    """One dispatch run for a one-shot command: the transports are closed at the end."""
+    try:
+        return await send_pending(store, routing, limit=limit)
+    finally:
+        await routing.close()
 
 
 @dataclass(frozen=True)
@@ -122,7 +148,7 @@ class Outcome:
     error: str | None = None
     platform_id: str | None = None
     retry_after: float | None = None
-    pause_channel: bool = False  # the token is at fault, not the message
+    pause: str | None = None  # the token is at fault, not the message: "target" or EVERY_TARGET
 
 
 async def _attempt(channel: Channel, message: RenderedMessage) -> Outcome:
@@ -132,7 +158,7 @@ async def _attempt(channel: Channel, message: RenderedMessage) -> Outcome:
     except Transient as exc:
         return Outcome(DeliveryStatus.pending, str(exc), retry_after=exc.retry_after)
     except AuthFailed as exc:
-        return Outcome(DeliveryStatus.pending, str(exc), pause_channel=True)
+        return Outcome(DeliveryStatus.pending, str(exc), pause=EVERY_TARGET if exc.whole_channel else "target")
     except RecipientGone as exc:
         return Outcome(DeliveryStatus.skipped, str(exc))
     except Rejected as exc:
@@ -146,7 +172,7 @@ async def _attempt(channel: Channel, message: RenderedMessage) -> Outcome:
     return Outcome(DeliveryStatus.sent, platform_id=sent.platform_id)
 
 
-def _claim(store: Store, delivery_id: int, channel: Channel, now: datetime) -> RenderedMessage | None:
+def _claim(store: Store, delivery_id: int, channel: Channel, markup: Markup, now: datetime) -> RenderedMessage | None:
     """Mark one delivery `sending` (committed) and build its message.
 
     The conditional UPDATE is the lock: of two dispatchers that read the same
@@ -179,9 +205,10 @@ def _claim(store: Store, delivery_id: int, channel: Channel, now: datetime) -> R
             target=delivery.target,
             language=delivery.language,
             text=delivery.text,
-            markup=PLATFORM_LIMITS[delivery.channel].markup,
+            markup=markup,
             link_code=delivery.link_code,
             destination=delivery.link.destination if delivery.link else None,
+            image_url=delivery.image_url,
         )
 
 
@@ -197,14 +224,14 @@ def _finish(store: Store, delivery_id: int, outcome: Outcome, now: datetime, rep
         delivery.status, delivery.last_error = outcome.status, scrub(outcome.error) if outcome.error else None
         if outcome.status == DeliveryStatus.sent:
             delivery.platform_id, delivery.sent_at = outcome.platform_id, now
-        elif outcome.pause_channel:
+        elif outcome.pause is not None:
             delivery.attempts -= 1  # a refused token says nothing about the message
         elif outcome.status == DeliveryStatus.pending:
             if delivery.attempts >= MAX_ATTEMPTS:
                 delivery.status = DeliveryStatus.failed
             else:
                 delivery.next_attempt_at = now + backoff(delivery.attempts, outcome.retry_after)
-        if not outcome.pause_channel:
+        if outcome.pause is None:
             _count(report, delivery.status)
 
 

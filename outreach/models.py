@@ -212,6 +212,7 @@ class Delivery(Base):
     target: Mapped[str] = mapped_column(String(255))
     language: Mapped[str] = mapped_column(String(8))
     text: Mapped[str] = mapped_column(Text)
+    image_url: Mapped[str | None] = mapped_column(Text)  # posted with the text when the template asks
     link_code: Mapped[str | None] = mapped_column(ForeignKey("links.code"))
     status: Mapped[DeliveryStatus] = mapped_column(_enum(DeliveryStatus), default=DeliveryStatus.pending)
     attempts: Mapped[int] = mapped_column(default=0)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import html
 import re
 import textwrap
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -19,7 +19,7 @@ from typing import Any
 
 import jinja2
 
-from outreach.channel import PLATFORM_LIMITS, ChannelLimits
+from outreach.channel import ChannelLimits
 from outreach.config import Schedule
 from outreach.packaged import TEMPLATES
 
@@ -108,10 +108,17 @@ def shorten(text: str, width: int) -> str:
 class Renderer:
     """Renders posts for any channel from one template environment."""
 
-    def __init__(self, schedule: Schedule, override_dir: Path | None = None, builtin_dir: Path = TEMPLATES) -> None:
+    def __init__(
+        self,
+        schedule: Schedule,
+        platform_limits: Mapping[str, ChannelLimits],
+        override_dir: Path | None = None,
+        builtin_dir: Path = TEMPLATES,
+    ) -> None:
         self.schedule = schedule
+        self.platform_limits = platform_limits  # from each platform's spec
         self.folders = [str(p) for p in (override_dir, builtin_dir) if p is not None]
-        html_channels = {name for name, limits in PLATFORM_LIMITS.items() if limits.markup == "html"}
+        html_channels = {name for name, limits in platform_limits.items() if limits.markup == "html"}
         self.env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(self.folders),
             # Telegram's HTML parse mode needs <, >, & escaped; Facebook takes plain text.
@@ -124,7 +131,7 @@ class Renderer:
 
     def limits(self, channel: str) -> ChannelLimits:
         """The platform's limits, narrowed by `max_text` in the channel's config."""
-        limits = PLATFORM_LIMITS[channel]
+        limits = self.platform_limits[channel]
         configured = self.schedule.channels.enabled().get(channel)
         if configured is not None and configured.max_text:
             limits = replace(limits, max_text=min(limits.max_text, configured.max_text))
@@ -158,36 +165,51 @@ class Renderer:
         except jinja2.TemplateSyntaxError as exc:
             raise RenderError(f"{exc.filename or name}:{exc.lineno}: {exc.message}") from None
 
-    def render(self, channel: str, template: str, context: PostContext) -> str:
-        """The post text for one channel, fitted to its length limit."""
+    def render(self, channel: str, template: str, context: PostContext) -> Rendered:
+        """The post for one channel, its text fitted to the channel's length limit.
+
+        A template asks for the item's image to go with the text by setting
+        `{% set photo = true %}` at its top level.
+        """
         name = f"{channel}/{template}.{context.language}.j2"
         compiled = self.template(channel, template, context.language)
         limits = self.limits(channel)
 
-        def draw(item: ItemView) -> str:
+        def draw(item: ItemView) -> Rendered:
             try:
-                return compiled.render(
-                    item=item,
-                    topics=context.topics,
-                    link=context.link,
-                    campaign=context.campaign,
-                    language=context.language,
-                ).strip()
+                module = compiled.make_module(
+                    {
+                        "item": item,
+                        "topics": context.topics,
+                        "link": context.link,
+                        "campaign": context.campaign,
+                        "language": context.language,
+                    }
+                )
             except jinja2.UndefinedError as exc:
                 raise RenderError(f"{name}: {exc.message}") from None
+            return Rendered(str(module).strip(), photo=bool(getattr(module, "photo", False)))
 
         return _fit(draw, context.item, limits, name)
 
 
-def _fit(draw: Callable[[ItemView], str], item: ItemView, limits: ChannelLimits, name: str) -> str:
+@dataclass(frozen=True)
+class Rendered:
+    """A post's text, and whether its template wants the item's image with it."""
+
+    text: str
+    photo: bool = False
+
+
+def _fit(draw: Callable[[ItemView], Rendered], item: ItemView, limits: ChannelLimits, name: str) -> Rendered:
     """Shorten the summary, then the title, until the drawn text fits the limit."""
-    text = draw(item)
+    drawn = draw(item)
     for field in ("summary", "title"):
-        while (over := visible_length(text, limits.markup) - limits.max_text) > 0 and getattr(item, field):
+        while (over := visible_length(drawn.text, limits.markup) - limits.max_text) > 0 and getattr(item, field):
             current: str = getattr(item, field)
             shorter: dict[str, Any] = {field: shorten(current, len(current) - over)}
             item = replace(item, **shorter)
-            text = draw(item)
-    if visible_length(text, limits.markup) > limits.max_text:
+            drawn = draw(item)
+    if visible_length(drawn.text, limits.markup) > limits.max_text:
         raise RenderError(f"{name}: text without summary and title is still over {limits.max_text} characters")
-    return text
+    return drawn

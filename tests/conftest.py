@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from channels import SETTINGS_MODELS
 from outreach.config import Settings, load_settings
 from outreach.db import Access, Store
 
@@ -163,7 +164,8 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
         data.update(changes)
         path = tmp_path / "schedules.yaml"
         path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
-        return load_settings(path, db_url or f"sqlite:///{tmp_path / 'outreach.db'}", templates_dir, env=env or {})
+        url = db_url or f"sqlite:///{tmp_path / 'outreach.db'}"
+        return load_settings(path, url, templates_dir, env=env or {}, channel_models=SETTINGS_MODELS)
 
     return build
 

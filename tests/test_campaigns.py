@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
+from channels import LIMITS
 from outreach.campaigns import PREVIEW_CODE, CampaignError, create_campaign, preview_campaign, queue_campaign
 from outreach.config import Settings
 from outreach.db import Store
@@ -63,7 +64,7 @@ def new_campaign(store: Store, settings: Settings, guid: str, channels: tuple[st
 def queue(store: Store, settings: Settings, campaign_id: int) -> list[tuple[str, str, str]]:
     """Queue the campaign and return (channel, target, link code) of what it added."""
     with store.sessions.begin() as session:
-        created = queue_campaign(session, settings, Renderer(settings.schedule), campaign_id)
+        created = queue_campaign(session, settings, Renderer(settings.schedule, LIMITS), campaign_id)
         return [(d.channel, d.target, d.link_code or "") for d in created]
 
 
@@ -284,7 +285,9 @@ def test_preview_renders_each_channel_with_a_placeholder_link(
     campaign_id = new_campaign(store, settings, "vi-1")
     placeholder = short_url(settings.schedule.tracker.public_url, PREVIEW_CODE)
     with store.sessions() as session:
-        previews = preview_campaign(settings, Renderer(settings.schedule), session.get_one(Campaign, campaign_id))
+        previews = preview_campaign(
+            settings, Renderer(settings.schedule, LIMITS), session.get_one(Campaign, campaign_id)
+        )
     assert [(p.channel, p.targets) for p in previews] == [
         ("facebook", ["quangngai.gov.vn"]),
         ("telegram_channel", ["@quangngai_doanhnghiep"]),

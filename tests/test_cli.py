@@ -112,15 +112,31 @@ def test_config_error_exits_2_naming_file_line_and_key(tmp_path: Path) -> None:
     assert f"config error: {bad}:5: tracker.colour: Extra inputs are not permitted" in result.output
 
 
-def test_config_check_names_transports(run: Run) -> None:
+def test_config_check_names_each_targets_transport_and_why(run: Run, tmp_path: Path) -> None:
     lines = run("config", "check").output.splitlines()
     assert lines[0].endswith(": ok: 7 topics, 1 source, time zone Asia/Ho_Chi_Minh")
-    assert lines[1:] == ["  channel facebook: sends through outbox", "  channel telegram_channel: sends through outbox"]
+    outbox = tmp_path / "outbox"
+    assert lines[1:] == [
+        f"  facebook → quangngai.gov.vn: via outbox (no token in OUTREACH_FACEBOOK_PAGE_TOKEN: files under {outbox})",
+        f"  telegram_channel → @quangngai_doanhnghiep: via outbox (no token in OUTREACH_TELEGRAM_TOKEN: files under {outbox})",
+        f"  telegram_channel → @quangngai_investors: via outbox (no token in OUTREACH_TELEGRAM_TOKEN: files under {outbox})",
+    ]
+
+
+def test_config_check_says_a_token_set_means_the_platform(tmp_path: Path, config_file: Path) -> None:
+    env = {"OUTREACH_TELEGRAM_TOKEN": "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw_", "COLUMNS": "200"}
+    result = CliRunner().invoke(main, ["--config", str(config_file), "config", "check"], env=env)
+    assert result.exit_code == 0, result.output
+    assert (
+        "  telegram_channel → @quangngai_doanhnghiep: via telegram_channel "
+        "(token in OUTREACH_TELEGRAM_TOKEN: Bot API at https://api.telegram.org)" in result.output.splitlines()
+    )
+    assert "AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw_" not in result.output
 
 
 def test_whole_pipeline_through_the_cli(run: Run, tmp_path: Path) -> None:
-    assert run("init").output == f"database {tmp_path / 'cli.db'}: schema 0001 (created)\n"
-    assert run("init").output == f"database {tmp_path / 'cli.db'}: schema 0001 (up to date)\n"
+    assert run("init").output == f"database {tmp_path / 'cli.db'}: schema 0002 (created)\n"
+    assert run("init").output == f"database {tmp_path / 'cli.db'}: schema 0002 (up to date)\n"
     assert table_rows(run("sources", "poll").output) == [["portal", "16", "16", "ok"]]
     assert table_rows(run("sources", "poll").output) == [["portal", "0", "16", "ok"]]
     sources = run("sources", "list").output.splitlines()
@@ -160,14 +176,19 @@ def test_status_names_the_config_and_database_and_counts(run: Run, tmp_path: Pat
     run("init")
     run("sources", "poll")
     run("campaign", "create", "--item", "1", "--channels", "facebook", "--queue")
-    lines = dict(line.split(None, 1) for line in run("status").output.splitlines())
+    output = run("status").output.splitlines()
+    lines = {line[:11].strip(): line[11:] for line in output if line[:11].strip()}
     assert lines["config"] == str(config_file)
-    assert lines["database"] == f"{tmp_path / 'cli.db'} (schema 0001)"
+    assert lines["database"] == f"{tmp_path / 'cli.db'} (schema 0002)"
     assert lines["items"].startswith("16 (last poll 20")
     assert lines["campaigns"] == "1: 1 scheduled"
     assert lines["deliveries"] == "1: 1 pending"
     assert lines["clicks"] == "0 (last never)"
-    assert lines["channels"] == "facebook via outbox, telegram_channel via outbox"
+    assert lines["routes"].startswith("facebook → quangngai.gov.vn: via outbox (no token in ")
+    assert [line[11:].split(":")[0] for line in output[-2:]] == [
+        "telegram_channel → @quangngai_doanhnghiep",
+        "telegram_channel → @quangngai_investors",
+    ]
 
 
 def test_one_delivery_is_one_delivery(run: Run) -> None:
@@ -205,11 +226,15 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert "polled again: 0 new (duplicates are recognised)" in output
     assert "sent 14, failed 0" in output
     assert str(folder / "outreach.db") in output
-    assert len(list((folder / "outbox").rglob("*.txt"))) == 14
-    assert "outbox:facebook/c1-d1-" in output
+    # Facebook and one Telegram channel through their emulators, the English channel (no token) to the outbox.
+    assert "facebook → quangngai.gov.vn: via facebook (token in OUTREACH_FACEBOOK_PAGE_TOKEN: Graph API v23.0" in output
+    assert "telegram_channel → @quangngai_investors: via outbox (no token in OUTREACH_DEMO_UNSET_TOKEN" in output
+    assert len(list((folder / "outbox").rglob("*.txt"))) == 2
+    assert "the emulated Facebook Page quangngai.gov.vn now shows (post quangngai.gov.vn_1)" in output
     assert f"Clean up with:   rm -r {folder}" in output
     rows = table_rows(output)
-    assert ["facebook", "outbox", "7", "0", "0", "13", "7"] in rows
+    assert ["facebook", "facebook", "7", "0", "0", "13", "7"] in rows
+    assert ["telegram_channel", "outbox, telegram_channel", "7", "0", "0", "14", "7"] in rows
     assert ["total", "", "14", "0", "0", "27", "14"] in rows
 
 
@@ -292,7 +317,7 @@ def test_tracker_command_serves_redirects_and_names_its_database(run: Run, tmp_p
         server.terminate()
         _, err = server.communicate(timeout=10)
     assert "OUTREACH_CLICK_SALT is not set" in err
-    assert f"tracker: database {db} (schema 0001)" in err
+    assert f"tracker: database {db} (schema 0002)" in err
     assert f"tracker: links https://go.quangngai.gov.vn/r/CODE, served on 127.0.0.1:{port}" in err
 
 
@@ -305,10 +330,14 @@ def test_help_is_quick_to_start(command: list[str]) -> None:
     assert out.strip().endswith("[]")
 
 
-def test_send_says_when_a_channel_falls_back_to_the_outbox(run: Run) -> None:
+def test_send_says_when_a_target_falls_back_to_the_outbox(run: Run, tmp_path: Path) -> None:
     run("init")
     output = run("send").output
-    assert "channel facebook: no token set, writing to the outbox instead" in output
+    outbox = tmp_path / "outbox"
+    assert (
+        f"facebook → quangngai.gov.vn: via outbox (no token in OUTREACH_FACEBOOK_PAGE_TOKEN: files under {outbox})"
+        in output
+    )
     assert "sent 0, retrying 0" in output
 
 

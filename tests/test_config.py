@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from channels import SETTINGS_MODELS
 from outreach.config import ConfigError, Secrets, environment, load_schedule, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,7 +41,7 @@ def problems(tmp_path: Path, text: str) -> list[str]:
 
 
 def test_repository_config_is_valid() -> None:
-    schedule = load_schedule(ROOT / "schedules.yaml")
+    schedule = load_schedule(ROOT / "schedules.yaml", SETTINGS_MODELS)
     assert schedule.timezone == "Asia/Ho_Chi_Minh"
     assert {t.id for t in schedule.topics} >= {"tax", "investment", "procurement", "planning-land", "procedures"}
     assert set(schedule.channels.enabled()) == {"facebook", "telegram_channel"}
@@ -109,11 +110,13 @@ def test_not_a_mapping_and_missing_file(tmp_path: Path) -> None:
 
 def test_secrets_come_from_environment_and_print_as_stars(tmp_path: Path) -> None:
     settings = load_settings(write(tmp_path, MINIMAL), env={"OUTREACH_TELEGRAM_TOKEN": "123:abc", "OTHER": "x"})
-    assert settings.secrets.telegram_token is not None
-    assert settings.secrets.telegram_token.get_secret_value() == "123:abc"
+    token = settings.secrets.get("OUTREACH_TELEGRAM_TOKEN")
+    assert token is not None
+    assert token.get_secret_value() == "123:abc"
+    assert str(token) == "**********"
     assert "123:abc" not in repr(settings)
-    assert "telegram_token=SecretStr('**********')" in repr(settings)
-    assert settings.secrets.facebook_page_token is None
+    assert "Secrets(2 variables, values hidden)" in repr(settings)
+    assert settings.secrets.get("OUTREACH_FACEBOOK_PAGE_TOKEN") is None
     assert settings.database_url == f"sqlite:///{tmp_path / 'outreach.db'}"
 
 
@@ -121,11 +124,12 @@ def test_dotenv_is_read_but_environment_wins(tmp_path: Path, monkeypatch: pytest
     dotenv = tmp_path / ".env"
     dotenv.write_text("OUTREACH_FACEBOOK_PAGE_TOKEN=from-file\nOUTREACH_CLICK_SALT=file-salt\n", encoding="utf-8")
     monkeypatch.setenv("OUTREACH_CLICK_SALT", "env-salt")
-    secrets = Secrets.from_env(environment(dotenv))
-    assert secrets.facebook_page_token
-    assert secrets.facebook_page_token.get_secret_value() == "from-file"
-    assert secrets.click_salt
-    assert secrets.click_salt.get_secret_value() == "env-salt"
+    secrets = Secrets(environment(dotenv))
+    token, salt = secrets.get("OUTREACH_FACEBOOK_PAGE_TOKEN"), secrets.get("OUTREACH_CLICK_SALT")
+    assert token is not None
+    assert token.get_secret_value() == "from-file"
+    assert salt is not None
+    assert salt.get_secret_value() == "env-salt"
 
 
 def test_a_key_given_twice_is_refused(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from channels import build_channels
+from channels import LIMITS, build_routing
 from channels.outbox import OutboxChannel, read_outbox_file
 from outreach.campaigns import create_campaign, queue_campaign
 from outreach.channel import AuthFailed, Channel, RecipientGone, Rejected, RenderedMessage, Sent, Transient
@@ -21,6 +21,7 @@ from outreach.db import Store
 from outreach.dispatch import MAX_ATTEMPTS, SendReport, send_pending
 from outreach.models import Campaign, CampaignStatus, Delivery, DeliveryStatus, Item, Source
 from outreach.render import Renderer
+from outreach.routing import Route, Routing
 from tests.conftest import base_config
 
 NOW = datetime(2026, 11, 27, 3, 0, tzinfo=UTC)
@@ -34,12 +35,31 @@ class FakeChannel:
     idempotent: bool = False
     errors: list[Exception] = field(default_factory=list)
     calls: list[RenderedMessage] = field(default_factory=list)
+    where: str = "a test double"
 
     async def send(self, message: RenderedMessage) -> Sent:
         self.calls.append(message)
         if self.errors:
             raise self.errors.pop(0)
         return Sent(platform_id=f"{self.name}-{message.delivery_id}")
+
+    async def check(self, target: str) -> str:
+        return f"{target} is fine"
+
+    async def close(self) -> None:
+        pass
+
+
+def routing_for(store: Store, channels: Mapping[str, Channel]) -> Routing:
+    """Every stored delivery's target routed to the given transport of its channel (no pacing)."""
+    with store.sessions() as session:
+        keys = {(channel, target) for channel, target in session.execute(select(Delivery.channel, Delivery.target))}
+    routes = {
+        (channel, target): Route(channel, target, channels[channel], "test")
+        for channel, target in keys
+        if channel in channels
+    }
+    return Routing(routes=routes, markups={name: limits.markup for name, limits in LIMITS.items()}, rates={})
 
 
 def make_campaign(store: Store, settings: Settings, language: str = "vi") -> int:
@@ -59,7 +79,7 @@ def make_campaign(store: Store, settings: Settings, language: str = "vi") -> int
         session.add(item)
         session.flush()
         campaign = create_campaign(session, settings, item.id, "tester")
-        queue_campaign(session, settings, Renderer(settings.schedule), campaign.id)
+        queue_campaign(session, settings, Renderer(settings.schedule, LIMITS), campaign.id)
         return campaign.id
 
 
@@ -78,8 +98,9 @@ def campaign_status(store: Store, campaign_id: int) -> CampaignStatus:
         return session.get_one(Campaign, campaign_id).status
 
 
-def send(store: Store, channels: Mapping[str, Channel], now: datetime = NOW) -> SendReport:
-    return asyncio.run(send_pending(store, channels, now=lambda: now))
+def send(store: Store, channels: Mapping[str, Channel] | Routing, now: datetime = NOW) -> SendReport:
+    routing = channels if isinstance(channels, Routing) else routing_for(store, channels)
+    return asyncio.run(send_pending(store, routing, now=lambda: now))
 
 
 def set_state(store: Store, delivery_id: int, **values: object) -> None:
@@ -99,10 +120,10 @@ def outbox_files(folder: Path) -> dict[Path, int]:
 def test_send_pending_writes_one_outbox_file_per_delivery(store: Store, make_settings: Callable[..., Settings]) -> None:
     settings = make_settings()
     campaign_id = make_campaign(store, settings)
-    channels = build_channels(settings)
-    assert all(isinstance(c, OutboxChannel) for c in channels.values())  # no tokens set
+    routing = build_routing(settings)
+    assert all(isinstance(route.transport, OutboxChannel) for route in routing)  # no tokens set
 
-    report = send(store, channels)
+    report = send(store, routing)
 
     assert (report.sent, report.failed, report.retrying, report.unknown, report.recovered) == (2, 0, 0, 0, 0)
     outbox = settings.schedule.channels.outbox.dir
@@ -138,12 +159,12 @@ def test_send_pending_writes_one_outbox_file_per_delivery(store: Store, make_set
 def test_sending_again_sends_nothing_new(sqlite_store: Store, make_settings: Callable[..., Settings]) -> None:
     settings = make_settings()
     make_campaign(sqlite_store, settings)
-    channels = build_channels(settings)
-    send(sqlite_store, channels)
+    routing = build_routing(settings)
+    send(sqlite_store, routing)
     before = outbox_files(settings.schedule.channels.outbox.dir)
     assert len(before) == 2
 
-    again = send(sqlite_store, channels, now=NOW + timedelta(hours=1))
+    again = send(sqlite_store, routing, now=NOW + timedelta(hours=1))
 
     assert (again.sent, again.retrying, again.recovered) == (0, 0, 0)
     assert outbox_files(settings.schedule.channels.outbox.dir) == before  # same files, none rewritten
@@ -159,7 +180,7 @@ def test_interrupted_outbox_delivery_is_sent_once(store: Store, make_settings: C
     stuck = delivery_of(store, "facebook")
     set_state(store, stuck.id, status=DeliveryStatus.sending, transport="outbox", attempts=1)
 
-    report = send(store, build_channels(settings))
+    report = send(store, build_routing(settings))
 
     assert report.recovered == 1
     assert report.sent == 2
@@ -205,7 +226,7 @@ def test_interrupted_post_whose_transport_changed_is_not_resent(
     stuck = delivery_of(sqlite_store, "facebook")
     set_state(sqlite_store, stuck.id, status=DeliveryStatus.sending, transport="facebook", attempts=1)
 
-    send(sqlite_store, build_channels(settings))
+    send(sqlite_store, build_routing(settings))
 
     assert delivery_of(sqlite_store, "facebook").status == DeliveryStatus.unknown
     assert not (settings.schedule.channels.outbox.dir / "facebook").exists()
@@ -247,7 +268,7 @@ def test_deliveries_for_a_disabled_channel_wait_and_are_reported(
     report = send(sqlite_store, {"telegram_channel": telegram})
 
     assert report.sent == 1
-    assert report.unroutable == {"facebook": 1}
+    assert report.unroutable == {("facebook", "quangngai.gov.vn"): 1}
     assert delivery_of(sqlite_store, "facebook").status == DeliveryStatus.pending
 
 
@@ -257,8 +278,8 @@ def test_only_one_of_two_dispatchers_claims_a_delivery(store: Store, make_settin
     settings = make_settings()
     make_campaign(store, settings)
     target = delivery_of(store, "facebook")
-    first = _claim(store, target.id, FakeChannel("facebook"), NOW)
-    second = _claim(store, target.id, FakeChannel("facebook"), NOW)
+    first = _claim(store, target.id, FakeChannel("facebook"), "plain", NOW)
+    second = _claim(store, target.id, FakeChannel("facebook"), "plain", NOW)
     assert first is not None
     assert first.delivery_id == target.id
     assert second is None
@@ -391,19 +412,19 @@ def test_recipient_gone_skips_the_delivery(sqlite_store: Store, make_settings: C
     assert campaign_status(sqlite_store, campaign_id) == CampaignStatus.done  # skipped is not an error
 
 
-def test_auth_failure_pauses_the_channel_and_loses_nothing(
+def test_a_refused_token_pauses_the_whole_channel_and_loses_nothing(
     sqlite_store: Store, make_settings: Callable[..., Settings]
 ) -> None:
     channels_config = base_config()["channels"]
     channels_config["telegram_channel"]["targets"] = [{"id": f"@qn_{n}", "languages": ["vi"]} for n in range(3)]
     settings = make_settings(channels=channels_config)
     campaign_id = make_campaign(sqlite_store, settings)
-    telegram = FakeChannel("telegram_channel", errors=[AuthFailed("Unauthorized: invalid token")])
+    telegram = FakeChannel("telegram_channel", errors=[AuthFailed("Unauthorized: invalid token", whole_channel=True)])
     facebook = FakeChannel("facebook")
 
     report = send(sqlite_store, {"facebook": facebook, "telegram_channel": telegram})
 
-    assert report.paused_channels == ["telegram_channel"]
+    assert report.paused == {("telegram_channel", "*"): "Unauthorized: invalid token"}
     assert len(telegram.calls) == 1  # the other two were not tried with a bad token
     assert len(facebook.calls) == 1
     assert report.sent == 1
@@ -414,7 +435,7 @@ def test_auth_failure_pauses_the_channel_and_loses_nothing(
 
     # With a good token the next run delivers all three.
     report = send(sqlite_store, {"facebook": facebook, "telegram_channel": telegram})
-    assert (report.sent, report.paused_channels) == (3, [])
+    assert (report.sent, report.paused) == (3, {})
     assert all(
         d.status == DeliveryStatus.sent and d.attempts == 1
         for d in deliveries(sqlite_store)
@@ -476,3 +497,23 @@ def test_tokens_never_reach_the_stored_error(sqlite_store: Store, make_settings:
     assert "EAAB123secret" not in error
     assert "bot***/sendMessage" in error
     assert "access_token=***&x=1" in error
+
+
+def test_a_refused_page_token_pauses_only_that_target(
+    sqlite_store: Store, make_settings: Callable[..., Settings]
+) -> None:
+    channels_config = base_config()["channels"]
+    channels_config["facebook"]["targets"] = [{"id": f"page-{n}", "languages": ["vi"]} for n in range(3)]
+    settings = make_settings(channels=channels_config)
+    make_campaign(sqlite_store, settings)
+    expired = AuthFailed("Facebook error 190: Session has expired")
+    facebook = FakeChannel("facebook", errors=[expired])
+
+    report = send(sqlite_store, {"facebook": facebook, "telegram_channel": FakeChannel("telegram_channel")})
+
+    assert report.paused == {("facebook", "page-0"): "Facebook error 190: Session has expired"}
+    assert [m.target for m in facebook.calls] == ["page-0", "page-1", "page-2"]
+    by_target = {d.target: d for d in deliveries(sqlite_store) if d.channel == "facebook"}
+    assert (by_target["page-0"].status, by_target["page-0"].attempts) == (DeliveryStatus.pending, 0)
+    assert by_target["page-0"].last_error == "Facebook error 190: Session has expired"
+    assert by_target["page-1"].status == by_target["page-2"].status == DeliveryStatus.sent

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from channels import LIMITS
 from outreach.config import Settings
 from outreach.render import ELLIPSIS, CampaignView, ItemView, PostContext, Renderer, RenderError, visible_length
 from tests.conftest import base_config
@@ -48,7 +49,7 @@ def with_channel_limit(make_settings: Callable[..., Settings], channel: str, max
 
 @pytest.fixture
 def renderer(make_settings: Callable[..., Settings]) -> Renderer:
-    return Renderer(make_settings().schedule)
+    return Renderer(make_settings().schedule, LIMITS)
 
 
 # --- escaping per channel ------------------------------------------------------
@@ -56,7 +57,7 @@ def renderer(make_settings: Callable[..., Settings]) -> Renderer:
 
 def test_telegram_escapes_item_text_and_keeps_template_tags(renderer: Renderer) -> None:
     view = item(title="Thuế & phí <2027>", summary="Mức a < b & c > d áp dụng từ 01/01.")
-    text = renderer.render("telegram_channel", "post", context(view))
+    text = renderer.render("telegram_channel", "post", context(view)).text
     assert "📢 <b>Thuế &amp; phí &lt;2027&gt;</b>" in text
     assert "Mức a &lt; b &amp; c &gt; d áp dụng từ 01/01." in text
     assert f'<a href="{LINK}">' in text
@@ -67,7 +68,7 @@ def test_telegram_escapes_item_text_and_keeps_template_tags(renderer: Renderer) 
 
 def test_facebook_is_plain_text_without_escaping(renderer: Renderer) -> None:
     view = item(title="Thuế & phí <2027>", summary="Mức a < b & c > d.")
-    text = renderer.render("facebook", "post", context(view))
+    text = renderer.render("facebook", "post", context(view)).text
     assert text.startswith("📢 Thuế & phí <2027>\n")
     assert "Mức a < b & c > d." in text
     assert "&amp;" not in text
@@ -90,7 +91,7 @@ def test_facebook_is_plain_text_without_escaping(renderer: Renderer) -> None:
 def test_template_is_chosen_by_language(
     renderer: Renderer, channel: str, language: str, expected: str, absent: str
 ) -> None:
-    text = renderer.render(channel, "post", context(item(language=language)))
+    text = renderer.render(channel, "post", context(item(language=language))).text
     assert expected in text
     assert absent not in text
 
@@ -100,8 +101,8 @@ def test_topic_labels_are_in_the_posts_language(renderer: Renderer) -> None:
         "Tax",
         "Investment",
     ]
-    vi = renderer.render("facebook", "post", context(item(), ["tax", "investment"], renderer))
-    en = renderer.render("facebook", "post", context(item(language="en"), ["tax", "investment"], renderer))
+    vi = renderer.render("facebook", "post", context(item(), ["tax", "investment"], renderer)).text
+    en = renderer.render("facebook", "post", context(item(language="en"), ["tax", "investment"], renderer)).text
     assert "🗂 Thuế và cuộc sống · Đầu tư" in vi
     assert "🗂 Tax · Investment" in en
     assert "Thuế và cuộc sống" not in en
@@ -111,10 +112,10 @@ def test_topic_labels_are_in_the_posts_language(renderer: Renderer) -> None:
 
 
 def test_long_summary_is_cut_at_a_word_boundary_and_link_kept(make_settings: Callable[..., Settings]) -> None:
-    renderer = Renderer(with_channel_limit(make_settings, "telegram_channel", 200).schedule)
+    renderer = Renderer(with_channel_limit(make_settings, "telegram_channel", 200).schedule, LIMITS)
     assert renderer.limits("telegram_channel").max_text == 200
     view = item(summary=LONG_SUMMARY)
-    text = renderer.render("telegram_channel", "post", context(view, ["tax"], renderer))
+    text = renderer.render("telegram_channel", "post", context(view, ["tax"], renderer)).text
 
     assert visible_length(text, "html") <= 200
     assert f'<a href="{LINK}">Xem chi tiết trên Cổng thông tin điện tử tỉnh</a>' in text
@@ -128,10 +129,10 @@ def test_long_summary_is_cut_at_a_word_boundary_and_link_kept(make_settings: Cal
 
 
 def test_facebook_limit_counts_plain_text(make_settings: Callable[..., Settings]) -> None:
-    renderer = Renderer(with_channel_limit(make_settings, "facebook", 250).schedule)
+    renderer = Renderer(with_channel_limit(make_settings, "facebook", 250).schedule, LIMITS)
     # Tag-like text is text on Facebook: counted in full, where an HTML count would drop it.
     summary = LONG_SUMMARY.replace("vốn", "<b>vốn</b>")
-    text = renderer.render("facebook", "post", context(item(summary=summary)))
+    text = renderer.render("facebook", "post", context(item(summary=summary))).text
     assert "<b>vốn</b>" in text
     assert visible_length(text, "plain") <= 250
     assert ELLIPSIS in text
@@ -139,9 +140,9 @@ def test_facebook_limit_counts_plain_text(make_settings: Callable[..., Settings]
 
 
 def test_title_is_shortened_when_dropping_the_summary_is_not_enough(make_settings: Callable[..., Settings]) -> None:
-    renderer = Renderer(with_channel_limit(make_settings, "telegram_channel", 120).schedule)
+    renderer = Renderer(with_channel_limit(make_settings, "telegram_channel", 120).schedule, LIMITS)
     title = "Ủy ban nhân dân tỉnh Quảng Ngãi tổ chức hội nghị đối thoại với doanh nghiệp về thủ tục hành chính năm 2026"
-    text = renderer.render("telegram_channel", "post", context(item(title=title, summary=LONG_SUMMARY)))
+    text = renderer.render("telegram_channel", "post", context(item(title=title, summary=LONG_SUMMARY))).text
 
     assert visible_length(text, "html") <= 120
     assert "Doanh nghiệp số 1" not in text  # the summary went first
@@ -153,7 +154,7 @@ def test_title_is_shortened_when_dropping_the_summary_is_not_enough(make_setting
 
 def test_text_that_fits_is_left_alone(renderer: Renderer) -> None:
     view = item(summary=LONG_SUMMARY)
-    text = renderer.render("telegram_channel", "post", context(view))
+    text = renderer.render("telegram_channel", "post", context(view)).text
     assert LONG_SUMMARY in text
     assert ELLIPSIS not in text
 
@@ -182,12 +183,12 @@ def test_override_folder_wins_over_builtin(make_settings: Callable[..., Settings
     (folder / "telegram_channel" / "post.vi.j2").write_text(
         "Tin mới: <b>{{ item.title }}</b> {{ link }}\n", encoding="utf-8"
     )
-    renderer = Renderer(make_settings().schedule, override_dir=folder)
+    renderer = Renderer(make_settings().schedule, LIMITS, override_dir=folder)
 
-    text = renderer.render("telegram_channel", "post", context(item(title="A & B")))
+    text = renderer.render("telegram_channel", "post", context(item(title="A & B"))).text
     assert text == f"Tin mới: <b>A &amp; B</b> {LINK}"  # still escaped: it is a Telegram template
     # Templates not overridden still come from the built-in folder.
-    english = renderer.render("telegram_channel", "post", context(item(language="en")))
+    english = renderer.render("telegram_channel", "post", context(item(language="en"))).text
     assert "Read more on the Quang Ngai Provincial Portal" in english
 
 
@@ -200,7 +201,7 @@ def facebook_override(make_settings: Callable[..., Settings], tmp_path: Path, te
     """A renderer whose facebook/post.vi.j2 is the given text."""
     (tmp_path / "tpl" / "facebook").mkdir(parents=True)
     (tmp_path / "tpl" / "facebook" / "post.vi.j2").write_text(text, encoding="utf-8")
-    return Renderer(make_settings().schedule, override_dir=tmp_path / "tpl")
+    return Renderer(make_settings().schedule, LIMITS, override_dir=tmp_path / "tpl")
 
 
 def test_undefined_variable_is_an_error(make_settings: Callable[..., Settings], tmp_path: Path) -> None:

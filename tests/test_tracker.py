@@ -11,7 +11,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from channels import build_channels
+from channels import LIMITS, build_routing
 from outreach.campaigns import create_campaign, queue_campaign
 from outreach.config import Settings
 from outreach.db import Store
@@ -50,7 +50,7 @@ def make_campaign(store: Store, settings: Settings, language: str = "vi") -> dic
         session.add(item)
         session.flush()
         campaign = create_campaign(session, settings, item.id, "tester")
-        created = queue_campaign(session, settings, Renderer(settings.schedule), campaign.id)
+        created = queue_campaign(session, settings, Renderer(settings.schedule, LIMITS), campaign.id)
         return {d.channel: d.link_code or "" for d in created}
 
 
@@ -262,7 +262,7 @@ def test_report_counts_deliveries_and_clicks_per_channel_and_campaign(
 ) -> None:
     settings = make_settings()
     vi = make_campaign(store, settings, "vi")
-    asyncio.run(send_pending(store, build_channels(settings), now=lambda: NOW))  # the vi campaign goes out
+    asyncio.run(send_pending(store, build_routing(settings), now=lambda: NOW))  # the vi campaign goes out
     en = make_campaign(store, settings, "en")  # queued, not sent
     with store.sessions() as session:
         vi_campaign, en_campaign = sorted(set(session.scalars(select(Delivery.campaign_id))))
