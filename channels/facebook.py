@@ -6,6 +6,8 @@ facebook-sdk accepts only retired Graph versions at construction, so the version
 from config is set afterwards; its default timeout waits forever, so one is always
 given. A timeout or 5xx after Facebook may have taken the post is ambiguous: the
 page's recent posts are searched for the tracked link before anyone posts again.
+facebook-sdk puts the token in the query string of every GET: urllib3's log
+records are filtered, and error texts scrubbed, so it is never shown.
 """
 
 from __future__ import annotations
@@ -21,9 +23,11 @@ import facebook
 import requests
 from pydantic import Field, SecretStr
 from requests.adapters import HTTPAdapter
+from urllib3.exceptions import ConnectTimeoutError, MaxRetryError
 
 from outreach.channel import (
     AuthFailed,
+    ChannelError,
     ChannelLimits,
     ChannelSpec,
     MaybeSent,
@@ -34,10 +38,13 @@ from outreach.channel import (
     Transient,
 )
 from outreach.channel_config import ChannelSettings
+from outreach.redact import HiddenSecrets
 
 TOKEN_ENV = "OUTREACH_FACEBOOK_PAGE_TOKEN"  # noqa: S105 - the name of the variable, not a token
 GRAPH_URL = "https://graph.facebook.com"
-RATE_LIMITS = frozenset({4, 17, 32, 613, 80001})  # app, user, page, custom, too many calls to this Page
+URL_LOGGERS = ("urllib3.connectionpool",)
+# app, user, page, custom, too many calls to this Page; 341: the app's own limit (PLATFORM_FACTS)
+RATE_LIMITS = frozenset({4, 17, 32, 341, 613, 80001})
 POLICY_BLOCK = 368  # temporarily blocked for policy reasons: do not hammer
 POLICY_BACKOFF = 6 * 3600.0
 RATE_BACKOFF = 300.0  # when no usage header says how long
@@ -84,8 +91,12 @@ class FacebookChannel:
         self.session = requests.Session()
         if settings.graph_url.rstrip("/") != GRAPH_URL:
             self.session.mount(facebook.FACEBOOK_GRAPH_URL, _ElsewhereAdapter(settings.graph_url))
-        self._last = threading.local()  # the last answer in this thread, for its usage headers
+        # urllib3 logs every request line, query string and token included.
+        self._hidden = HiddenSecrets([token.get_secret_value() for token in tokens.values()], URL_LOGGERS)
+        self._last = threading.local()  # the last answer in this thread, for its status and usage headers
         self.session.hooks["response"].append(self._remember)
+        # Where each page's token comes from, to say which variable to set when Facebook refuses it.
+        self._variables = {target.id: target.token_env or TOKEN_ENV for target in settings.targets}
         self._graphs: dict[str, facebook.GraphAPI] = {}
         for page, token in tokens.items():
             graph = facebook.GraphAPI(
@@ -107,7 +118,12 @@ class FacebookChannel:
         try:
             return work()
         except Exception as exc:
-            raise self._translate(exc, page, sending) from None
+            error = self._translate(exc, page, sending)
+            # Facebook's own messages may quote a malformed token: it never goes further.
+            token = self._graphs[page].access_token
+            if token and token in str(error):
+                error.args = (str(error).replace(token, "***"), *error.args[1:])
+            raise error from None
 
     async def send(self, message: RenderedMessage) -> Sent:
         """Post to the page's feed (a link post), or its photos when there is an image."""
@@ -123,18 +139,22 @@ class FacebookChannel:
             answer = await self._call(
                 message.target, True, lambda: graph.put_object(message.target, connection, **data)
             )
+            posted = (answer.get("post_id") or answer.get("id")) if isinstance(answer, dict) else None
+            if not posted:
+                raise MaybeSent(f"Facebook accepted the post without saying its id ({str(answer)[:200]})")
         except MaybeSent:
             found = await self._find(graph, message, link)
             if found is not None:
                 return found
             raise
-        return Sent(platform_id=str(answer.get("post_id") or answer["id"]))
+        return Sent(platform_id=str(posted))
 
     async def _find(self, graph: facebook.GraphAPI, message: RenderedMessage, link: str | None) -> Sent | None:
         """The post among the page's recent ones that carries this delivery's tracked link."""
-        marker = link or (f"/r/{message.link_code}" if message.link_code else None)
-        if marker is None:
+        if not message.link_code:
             return None
+        # The whole code and nothing after it: codes vary in length, and one may start another.
+        marker = re.compile(re.escape(link or f"/r/{message.link_code}") + r"(?![A-Za-z0-9])")
         try:
             recent = await self._call(
                 message.target,
@@ -143,8 +163,11 @@ class FacebookChannel:
             )
         except Exception:
             return None  # cannot look: an operator decides
-        for post in recent.get("data", []):
-            if marker in (post.get("message") or "") or marker == post.get("link"):
+        posts = recent.get("data") if isinstance(recent, dict) else None
+        for post in posts if isinstance(posts, list) else []:
+            if not isinstance(post, dict) or "id" not in post:
+                continue
+            if any(marker.search(str(post.get(key) or "")) for key in ("message", "link")):
                 return Sent(platform_id=str(post["id"]))
         return None
 
@@ -157,28 +180,25 @@ class FacebookChannel:
     async def close(self) -> None:
         """Close the HTTP session."""
         self.session.close()
+        self._hidden.remove()
 
-    def _translate(self, exc: Exception, page: str, sending: bool) -> Exception:
+    def _translate(self, exc: Exception, page: str, sending: bool) -> ChannelError:
         """facebook-sdk's or requests' exception as one of the core's."""
-        if isinstance(exc, requests.ConnectionError) and not isinstance(exc, requests.ReadTimeout):
-            return Transient(f"Facebook unreachable: {type(exc).__name__}")  # the request never left
-        if isinstance(exc, requests.RequestException | KeyError) or (
-            isinstance(exc, facebook.GraphAPIError) and exc.code is None
-        ):
-            # A timeout, a cut connection, an answer that is not JSON, or one without a
-            # Content-Type (facebook-sdk's KeyError): Facebook may have taken the post.
-            what = f"{type(exc).__name__}: {exc}"
-            if sending:
-                return MaybeSent(f"Facebook gave no clear answer after the post was sent ({what}): check the page")
-            return Transient(f"Facebook gave no clear answer ({what})")
-        if not isinstance(exc, facebook.GraphAPIError):
-            return MaybeSent(f"{type(exc).__name__}: {exc}") if sending else Transient(str(exc))
-        code, text = int(exc.code), f"Facebook error {exc.code}: {exc.message}"
+        if _never_left(exc):
+            return Transient(f"Facebook unreachable: {type(exc).__name__}")
+        if not isinstance(exc, facebook.GraphAPIError) or exc.code is None:
+            return self._unclear(exc, sending)
+        text = f"Facebook error {exc.code}: {exc.message}"
+        try:
+            code = int(exc.code)
+        except (TypeError, ValueError):
+            return self._unclear(exc, sending)
         if code == 190:
+            variable = self._variables.get(page, TOKEN_ENV)
             return AuthFailed(
-                f"{text}. The Page access token for {page} expired or was revoked: get a new one "
-                f"(Graph API Explorer or /me/accounts, with pages_manage_posts and pages_read_engagement) "
-                f"and set it in {TOKEN_ENV} or the target's token_env"
+                f"{text}. The Page access token for page {page} has expired or was revoked: get a new Page token "
+                f"(Graph API Explorer or GET /me/accounts, with pages_manage_posts and pages_read_engagement) "
+                f"and set the new token in {variable}"
             )
         if code in RATE_LIMITS:
             return Transient(text, retry_after=self._regain_seconds() or RATE_BACKOFF)
@@ -189,6 +209,26 @@ class FacebookChannel:
                 return MaybeSent(f"{text}: the post may be on the page already")
             return Transient(text)
         return Rejected(text)
+
+    def _unclear(self, exc: Exception, sending: bool) -> ChannelError:
+        """No answer, or one that is not Graph's: after a POST, Facebook may have taken the post."""
+        if isinstance(exc, requests.Timeout):
+            what = f"{type(exc).__name__}, no answer within {self.settings.timeout_seconds:g} s"
+        elif isinstance(exc, KeyError):  # facebook-sdk reads the Content-Type header unchecked
+            what = "an answer without a Content-Type"
+        elif isinstance(exc, facebook.GraphAPIError):
+            what = "an answer that is not JSON"
+        else:
+            what = f"{type(exc).__name__}: {exc}"
+        status = self._status()
+        if status and not isinstance(exc, requests.RequestException):  # a whole answer came, not Graph's JSON
+            if 400 <= status < 500:
+                # Something in front of Graph (a proxy, a firewall) refused the call: nothing was posted.
+                return Transient(f"Facebook's address answered HTTP {status} with {what}: not from Graph itself")
+            what = f"{what} (HTTP {status})"
+        if sending:
+            return MaybeSent(f"Facebook gave no clear answer after the post was sent ({what}): check the page")
+        return Transient(f"Facebook gave no clear answer ({what})")
 
     def _status(self) -> int:
         response = getattr(self._last, "response", None)
@@ -209,29 +249,37 @@ class FacebookChannel:
         return max(minutes) * 60 if minutes else None
 
 
+def _never_left(exc: Exception) -> bool:
+    """The call failed before any byte of the request reached Facebook (no connection, no TLS)."""
+    if isinstance(exc, requests.ConnectTimeout | requests.exceptions.ProxyError | requests.exceptions.SSLError):
+        return True
+    # requests wraps a refused or unresolvable connection in MaxRetryError; a connection cut
+    # once the request was written comes as a ProtocolError instead: that one may have posted.
+    cause = exc.args[0] if isinstance(exc, requests.ConnectionError) and exc.args else None
+    return isinstance(cause, MaxRetryError) and isinstance(cause.reason, ConnectTimeoutError)
+
+
 def _regain_minutes(usage: Any) -> list[float]:
     """Every `estimated_time_to_regain_access` in a usage header (flat or per business)."""
     if isinstance(usage, dict):
-        found = [float(usage["estimated_time_to_regain_access"])] if "estimated_time_to_regain_access" in usage else []
-        for value in usage.values():
-            found.extend(_regain_minutes(value))
+        found: list[float] = []
+        for key, value in usage.items():
+            if key == "estimated_time_to_regain_access" and isinstance(value, int | float) and value >= 0:
+                found.append(float(value))
+            else:
+                found.extend(_regain_minutes(value))
         return found
     if isinstance(usage, list):
         return [minutes for entry in usage for minutes in _regain_minutes(entry)]
     return []
 
 
-_LINK = re.compile(r"https?://\S+")
-
-
 def _tracked_link(message: RenderedMessage) -> str | None:
     """The tracked short link in the text, which Facebook gets as the post's link too."""
     if not message.link_code:
         return None
-    for url in _LINK.findall(message.text):
-        if url.rstrip(".,)").endswith(f"/r/{message.link_code}"):
-            return str(url.rstrip(".,)"))
-    return None
+    found = re.search(rf"https?://[^\s]*?/r/{re.escape(message.link_code)}(?![A-Za-z0-9])", message.text)
+    return found.group(0) if found else None
 
 
 def build(settings: ChannelSettings, tokens: Mapping[str, SecretStr]) -> FacebookChannel:

@@ -45,6 +45,7 @@ from outreach.channel import (
     Transient,
 )
 from outreach.channel_config import ChannelSettings
+from outreach.redact import HiddenSecrets
 from outreach.render import visible_length
 
 log = logging.getLogger(__name__)
@@ -59,22 +60,6 @@ class TelegramSettings(ChannelSettings):
 
     api_url: str = Field(default="https://api.telegram.org", pattern=r"^https?://[^/\s]+(/[^\s]*)?$")
     timeout_seconds: float = Field(default=20.0, gt=0, le=300)
-
-
-class _HideTokens(logging.Filter):
-    """Replaces bot tokens in log records with stars (they are in every URL PTB calls)."""
-
-    def __init__(self, tokens: list[str]) -> None:
-        super().__init__()
-        self.tokens = tokens
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if any(token in message for token in self.tokens):
-            for token in self.tokens:
-                message = message.replace(token, "***")
-            record.msg, record.args = message, ()
-        return True
 
 
 def _chat(target: str) -> int | str:
@@ -109,11 +94,7 @@ class TelegramChannel:
         self._bots: dict[str, Bot] = {}
         self._bot_of: dict[str, Bot] = {}
         self._moved: dict[str, int] = {}  # chats that became supergroups: target -> new id
-        secrets = [secret.get_secret_value() for secret in tokens.values()]
-        hide = _HideTokens(secrets)
-        for logger_name in URL_LOGGERS:
-            logging.getLogger(logger_name).addFilter(hide)
-        self._hide = hide
+        self._hidden = HiddenSecrets([secret.get_secret_value() for secret in tokens.values()], URL_LOGGERS)
         timeout = settings.timeout_seconds
         for target, secret in tokens.items():
             token = secret.get_secret_value()
@@ -201,8 +182,7 @@ class TelegramChannel:
         """Close every bot's HTTP connections."""
         for bot in self._bots.values():
             await bot.shutdown()
-        for logger_name in URL_LOGGERS:
-            logging.getLogger(logger_name).removeFilter(self._hide)
+        self._hidden.remove()
 
 
 def _translate(exc: TelegramError, chat: int | str) -> Exception:

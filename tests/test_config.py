@@ -205,3 +205,44 @@ def test_aliases_that_expand_to_billions_of_values_are_refused(tmp_path: Path) -
 def test_a_huge_file_is_refused_before_it_is_read(tmp_path: Path) -> None:
     [problem] = problems(tmp_path, "version: 1\n" + "# padding\n" * 200_000)
     assert problem == f"{tmp_path / 'schedules.yaml'}: config file larger than 1,000,000 bytes; is it the right file?"
+
+
+def test_each_channel_block_is_checked_by_its_platforms_model_with_lines(tmp_path: Path) -> None:
+    text = MINIMAL + (
+        "channels:\n"
+        "  facebook:\n"
+        "    graph_version: 23\n"
+        "    targets:\n"
+        "      - {id: '1234567890', token_env: 'bad name'}\n"
+        "  zalo:\n"
+        "    targets: []\n"
+        "  outbox:\n"
+        "    dir: out\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_schedule(write(tmp_path, text), SETTINGS_MODELS)
+    path = tmp_path / "schedules.yaml"
+    assert caught.value.problems == [
+        f"{path}:17: channels.facebook.targets[0].token_env: String should match pattern '^[A-Za-z_][A-Za-z0-9_]*$'",
+        f"{path}:15: channels.facebook.graph_version: Input should be a valid string",
+        f"{path}:18: channels.zalo: unknown channel 'zalo' (known: facebook, telegram_channel, outbox)",
+    ]
+
+
+def test_a_platforms_own_settings_and_a_rate_override_are_kept(tmp_path: Path) -> None:
+    text = MINIMAL + (
+        "channels:\n"
+        "  telegram_channel:\n"
+        "    api_url: http://127.0.0.1:8081\n"
+        "    rate: {per_target_per_second: 1, per_target_burst: 5}\n"
+        "    targets: [{id: '@kenh', token_env: OUTREACH_TELEGRAM_TOKEN_KENH}]\n"
+    )
+    schedule = load_schedule(write(tmp_path, text), SETTINGS_MODELS)
+    block = schedule.channels.enabled()["telegram_channel"]
+    assert type(block).__name__ == "TelegramSettings"
+    assert getattr(block, "api_url") == "http://127.0.0.1:8081"  # noqa: B009 - the platform's own field
+    assert block.targets[0].token_env == "OUTREACH_TELEGRAM_TOKEN_KENH"
+    from channels import SPECS
+
+    rate = SPECS["telegram_channel"].rate.overridden(block.rate)
+    assert (rate.per_second, rate.per_target_per_second, rate.per_target_burst) == (30, 1, 5)

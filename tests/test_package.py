@@ -100,6 +100,7 @@ def test_the_installed_demo_runs_from_the_root_folder(installed: tuple[Path, Pat
     again = next(line for line in output.splitlines() if line.startswith("Look again with: "))
     argv = again.removeprefix("Look again with: ").split()
     report = _run(argv, Path("/"), env)
-    assert "│ total            │        │   14 │       0 │        0 │     27 │       14 │" in report
+    rows = [[cell.strip() for cell in line.split("│")[1:-1]] for line in report.splitlines() if line.startswith("│")]
+    assert ["total", "", "14", "0", "0", "27", "14"] in rows
     starter = _run([venv / "bin" / "outreach", "init", "--config-example"], Path("/"), env)
     assert starter == (ROOT / "schedules.yaml").read_text(encoding="utf-8")
