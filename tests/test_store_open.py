@@ -194,3 +194,19 @@ def test_errors_are_sorted_by_what_to_do() -> None:
     assert kind('malformed array literal: "x"', sqlite3.DataError) == "Unusable"
     assert "damaged" not in str(explain(DBAPIError("S", {}, sqlite3.DataError('malformed array literal: "x"')), url))
     assert kind("database or disk is full") == "Unusable"
+
+
+def test_an_older_schema_is_upgraded_by_writers_and_refused_by_readers(db_url: str) -> None:
+    from alembic import command
+
+    from outreach.db import _alembic_config, make_engine
+
+    engine = make_engine(db_url, Access.create)
+    command.upgrade(_alembic_config(engine), "0001")
+    engine.dispose()
+    with pytest.raises(NotInitialised, match=r"is at schema 0001, this outreach needs 0002: run `outreach init`$"):
+        Store.open(db_url, Access.read)
+    with Store.open(db_url, Access.write) as store:
+        assert (store.revision_at_open, store.revision) == ("0001", "0002")
+    with Store.open(db_url, Access.read) as store:
+        assert store.revision == "0002"
