@@ -516,9 +516,14 @@ def send(obj: Context, limit: int | None) -> None:
         f"sent {report.sent}, retrying {report.retrying}, failed {report.failed}, skipped {report.skipped}, "
         f"unknown {report.unknown}" + (f", recovered {report.recovered} interrupted" if report.recovered else "")
     )
+
+    def which(channel: str, target: str) -> str:
+        return f"{channel} (every target)" if target == EVERY_TARGET else f"{channel} → {target}"
+
     for (channel, target), reason in report.paused.items():
-        which = f"{channel} (every target)" if target == EVERY_TARGET else f"{channel} → {target}"
-        click.echo(f"{which} paused: {reason}; its deliveries stay pending", err=True)
+        click.echo(f"{which(channel, target)} paused: {reason}; its deliveries stay pending", err=True)
+    for (channel, target), seconds in report.waiting.items():
+        click.echo(f"{which(channel, target)} holds for {seconds:g} s, as the platform asked", err=True)
     for (channel, target), count in report.unroutable.items():
         waiting = plural(count, "delivery waits", "deliveries wait")
         click.echo(

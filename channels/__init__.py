@@ -7,15 +7,13 @@ variable, factory) and one line in `SPECS`. The core never imports this package:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from pydantic import SecretStr
 
 from channels import facebook, telegram
 from channels.outbox import OutboxChannel
 from outreach.channel import Channel, ChannelLimits, ChannelSpec
 from outreach.channel_config import ChannelSettings, Target
-from outreach.config import Settings
+from outreach.config import ConfigError, Settings
 from outreach.routing import Route, Routing
 
 SPECS: dict[str, ChannelSpec] = {spec.name: spec for spec in (facebook.SPEC, telegram.SPEC)}
@@ -23,14 +21,9 @@ SETTINGS_MODELS: dict[str, type[ChannelSettings]] = {name: spec.settings for nam
 LIMITS: dict[str, ChannelLimits] = {name: spec.limits for name, spec in SPECS.items()}
 
 
-def token_variable(spec: ChannelSpec, target: Target) -> str:
-    """The environment variable that holds a target's token: its own, else the platform's."""
-    return target.token_env or spec.secrets[0]
-
-
 def variable_for(channel: str, target: Target) -> str:
     """The token variable of a target of a channel named in the registry."""
-    return token_variable(SPECS[channel], target)
+    return SPECS[channel].variable_for(target)
 
 
 def build_routing(settings: Settings) -> Routing:
@@ -43,8 +36,9 @@ def build_routing(settings: Settings) -> Routing:
         spec = SPECS[name]
         tokens: dict[str, SecretStr] = {}
         reasons: dict[str, str] = {}
+        _check_tokens_apart(name, spec, configured.targets, settings)
         for target in configured.targets:
-            variable = token_variable(spec, target)
+            variable = spec.variable_for(target)
             token = settings.secrets.get(variable)
             if token is not None:
                 tokens[target.id] = token
@@ -55,9 +49,10 @@ def build_routing(settings: Settings) -> Routing:
         if platform is not None:
             transports.append(platform)
         for target in configured.targets:
-            transport: Channel = platform if platform is not None and target.id in tokens else outbox
+            to_platform = platform is not None and target.id in tokens
+            transport: Channel = platform if platform is not None and to_platform else outbox
             why = f"{reasons[target.id]}: {transport.where}"
-            routes[(name, target.id)] = Route(name, target.id, transport, why)
+            routes[(name, target.id)] = Route(name, target.id, transport, why, to_platform)
     return Routing(
         routes=routes,
         markups={name: SPECS[name].limits.markup for name in enabled},
@@ -66,9 +61,18 @@ def build_routing(settings: Settings) -> Routing:
     )
 
 
-def routes_by_channel(routing: Routing) -> Mapping[str, list[Route]]:
-    """The routes grouped by channel, in config order (for listings)."""
-    grouped: dict[str, list[Route]] = {}
-    for route in routing:
-        grouped.setdefault(route.channel, []).append(route)
-    return grouped
+def _check_tokens_apart(channel: str, spec: ChannelSpec, targets: list[Target], settings: Settings) -> None:
+    """Where a token serves one target only, two targets on one variable would post with the wrong one."""
+    if not spec.token_per_target:
+        return
+    readers: dict[str, list[str]] = {}
+    for target in targets:
+        readers.setdefault(spec.variable_for(target), []).append(target.id)
+    shared = {variable: ids for variable, ids in readers.items() if len(ids) > 1}
+    if shared:
+        problems = [
+            f"{settings.config_path}: channels.{channel}: targets {', '.join(ids)} all read their token from "
+            f"{variable}, but a {channel} token works for one target only: give each its own token_env"
+            for variable, ids in shared.items()
+        ]
+        raise ConfigError(problems)

@@ -43,8 +43,10 @@ from outreach.redact import HiddenSecrets
 TOKEN_ENV = "OUTREACH_FACEBOOK_PAGE_TOKEN"  # noqa: S105 - the name of the variable, not a token
 GRAPH_URL = "https://graph.facebook.com"
 URL_LOGGERS = ("urllib3.connectionpool",)
-# app, user, page, custom, too many calls to this Page; 341: the app's own limit (PLATFORM_FACTS)
-RATE_LIMITS = frozenset({4, 17, 32, 341, 613, 80001})
+# Rate limits of the app or the user (4, 17, 341, 613): every page waits; of one Page (32, 80001): that page.
+APP_RATE_LIMITS = frozenset({4, 17, 341, 613})
+PAGE_RATE_LIMITS = frozenset({32, 80001})
+PERMISSION = 10  # and 200-299: the token lacks a permission for this page
 POLICY_BLOCK = 368  # temporarily blocked for policy reasons: do not hammer
 POLICY_BACKOFF = 6 * 3600.0
 RATE_BACKOFF = 300.0  # when no usage header says how long
@@ -82,10 +84,8 @@ class _ElsewhereAdapter(HTTPAdapter):
 class FacebookChannel:
     """Posts to Facebook Pages, each with its own Page access token."""
 
-    name = "facebook"
-    idempotent = False  # a second POST is a second post
-
     def __init__(self, settings: FacebookSettings, tokens: Mapping[str, SecretStr]) -> None:
+        self.name, self.idempotent = SPEC.name, SPEC.idempotent  # a second POST is a second post
         self.settings = settings
         self.where = f"Graph API {settings.graph_version} at {settings.graph_url}"
         self.session = requests.Session()
@@ -96,7 +96,7 @@ class FacebookChannel:
         self._last = threading.local()  # the last answer in this thread, for its status and usage headers
         self.session.hooks["response"].append(self._remember)
         # Where each page's token comes from, to say which variable to set when Facebook refuses it.
-        self._variables = {target.id: target.token_env or TOKEN_ENV for target in settings.targets}
+        self._variables = {target.id: SPEC.variable_for(target) for target in settings.targets}
         self._graphs: dict[str, facebook.GraphAPI] = {}
         for page, token in tokens.items():
             graph = facebook.GraphAPI(
@@ -172,9 +172,16 @@ class FacebookChannel:
         return None
 
     async def check(self, target: str) -> str:
-        """Whether the Page token works for this page (`/{page-id}?fields=id,name`)."""
+        """Whether the token is this page's own Page token (`/me` of a Page token is the Page)."""
         graph = self._graphs[target]
         page = await self._call(target, False, lambda: graph.get_object(target, fields="id,name"))
+        me = await self._call(target, False, lambda: graph.get_object("me", fields="id,name"))
+        if str(me.get("id")) != str(page.get("id", target)):
+            raise AuthFailed(
+                f"the token in {self._variables.get(target, TOKEN_ENV)} is not page {target}'s Page token "
+                f"(it speaks for {me.get('name', '?')!r}, {me.get('id', '?')}): take the page's own token "
+                "from GET /me/accounts"
+            )
         return f"Page {page.get('name', '?')!r} ({page.get('id', target)}) with Graph API {self.settings.graph_version}"
 
     async def close(self) -> None:
@@ -185,7 +192,7 @@ class FacebookChannel:
     def _translate(self, exc: Exception, page: str, sending: bool) -> ChannelError:
         """facebook-sdk's or requests' exception as one of the core's."""
         if _never_left(exc):
-            return Transient(f"Facebook unreachable: {type(exc).__name__}")
+            return Transient(f"Facebook unreachable: {type(exc).__name__}", whole_channel=True)
         if not isinstance(exc, facebook.GraphAPIError) or exc.code is None:
             return self._unclear(exc, sending)
         text = f"Facebook error {exc.code}: {exc.message}"
@@ -200,8 +207,16 @@ class FacebookChannel:
                 f"(Graph API Explorer or GET /me/accounts, with pages_manage_posts and pages_read_engagement) "
                 f"and set the new token in {variable}"
             )
-        if code in RATE_LIMITS:
-            return Transient(text, retry_after=self._regain_seconds() or RATE_BACKOFF)
+        if code in APP_RATE_LIMITS or code in PAGE_RATE_LIMITS:
+            wait = self._regain_seconds() or RATE_BACKOFF
+            return Transient(text, retry_after=wait, whole_channel=code in APP_RATE_LIMITS)
+        if code == PERMISSION or 200 <= code <= 299:
+            # Not this post's fault: every post to the page would fail alike until the token is fixed.
+            variable = self._variables.get(page, TOKEN_ENV)
+            return AuthFailed(
+                f"{text}. The token in {variable} may not post to page {page}: it must be that page's own Page "
+                "token, with pages_manage_posts and pages_read_engagement"
+            )
         if code == POLICY_BLOCK:
             return Transient(f"{text} (blocked for now: waiting hours, not minutes)", retry_after=POLICY_BACKOFF)
         if code == DUPLICATE or code in AMBIGUOUS or self._status() >= 500:
@@ -298,4 +313,5 @@ SPEC = ChannelSpec(
     settings=FacebookSettings,
     secrets=(TOKEN_ENV,),
     build=build,
+    token_per_target=True,  # a Page token speaks for one page
 )

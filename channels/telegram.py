@@ -9,6 +9,7 @@ and PTB's log records, and never put into an error text.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import warnings
 from collections.abc import Mapping
@@ -51,6 +52,9 @@ from outreach.render import visible_length
 log = logging.getLogger(__name__)
 TOKEN_ENV = "OUTREACH_TELEGRAM_TOKEN"  # noqa: S105 - the name of the variable, not a token
 MAX_TEXT, MAX_CAPTION = 4096, 1024  # characters after HTML parsing, in UTF-16 units
+MAX_INLINE_WAIT = 60.0  # seconds a text may wait, in process, for its photo's flood control
+# Bad requests that are about the target or the bot's rights, not about the message.
+TARGET_PROBLEMS = ("chat not found", "not enough rights", "need administrator rights", "have no rights")
 # Loggers that see request URLs (httpx at INFO, PTB's Bot at DEBUG): the token is hidden there.
 URL_LOGGERS = ("httpx", "telegram.Bot", "telegram.ext")
 
@@ -85,14 +89,13 @@ def _seconds(exc: RetryAfter) -> float:
 class TelegramChannel:
     """Posts to Telegram channels; one `Bot` per token (targets may name their own)."""
 
-    name = "telegram_channel"
-    idempotent = False  # the Bot API has no idempotency key: a resend is a second post
-
     def __init__(self, settings: TelegramSettings, tokens: Mapping[str, SecretStr]) -> None:
+        self.name, self.idempotent = SPEC.name, SPEC.idempotent  # no idempotency key: a resend is a second post
         self.settings = settings
         self.where = f"Bot API at {settings.api_url}"
         self._bots: dict[str, Bot] = {}
         self._bot_of: dict[str, Bot] = {}
+        self._variable_of = {target.id: SPEC.variable_for(target) for target in settings.targets}
         self._moved: dict[str, int] = {}  # chats that became supergroups: target -> new id
         self._hidden = HiddenSecrets([secret.get_secret_value() for secret in tokens.values()], URL_LOGGERS)
         timeout = settings.timeout_seconds
@@ -119,22 +122,26 @@ class TelegramChannel:
         bot = self._bot_of[target]
         try:
             await bot.initialize()  # getMe: checks the token once per process
-        except InvalidToken:
-            raise AuthFailed(
-                f"Telegram refused the bot token for {target}: check {TOKEN_ENV} (or the target's token_env) "
-                "against @BotFather",
-                whole_channel=True,
-            ) from None
         except TelegramError as exc:
-            raise _transient_or_ambiguous(exc, sending=False) from None
+            raise self._translate(exc, target, sending=False) from None
         return bot
 
     async def send(self, message: RenderedMessage) -> Sent:
         """Post the text (with its photo when there is one) to the target channel."""
         bot = await self._bot(message.target)
-        chat = self._moved.get(message.target, _chat(message.target))
         try:
-            posted = await self._post(bot, chat, message)
+            posted = await self._post(bot, message)
+        except TelegramError as exc:
+            raise self._translate(exc, message.target, sending=True) from None
+        except (KeyError, TypeError, ValueError) as exc:  # a 2xx answer PTB could not read
+            raise MaybeSent(f"Telegram's answer could not be read ({type(exc).__name__}): check the channel") from None
+        return Sent(platform_id=f"{posted.chat.id}:{posted.message_id}")
+
+    async def _post(self, bot: Bot, message: RenderedMessage) -> Message:
+        """One post, following a chat to its new id once if it became a supergroup."""
+        chat = self._chat(message.target)
+        try:
+            return await self._post_to(bot, chat, message)
         except ChatMigrated as moved:
             log.warning(
                 "telegram: chat %s is now %s; posting there (update its id in schedules.yaml)",
@@ -142,41 +149,68 @@ class TelegramChannel:
                 moved.new_chat_id,
             )
             self._moved[message.target] = moved.new_chat_id
-            posted = await self._post_translated(bot, moved.new_chat_id, message)
-        except TelegramError as exc:
-            raise _translate(exc, chat) from None
-        except (KeyError, TypeError, ValueError) as exc:
-            raise _unreadable(exc) from None
-        return Sent(platform_id=f"{posted.chat.id}:{posted.message_id}")
+            return await self._post_to(bot, moved.new_chat_id, message)
 
-    async def _post_translated(self, bot: Bot, chat: int | str, message: RenderedMessage) -> Message:
-        try:
-            return await self._post(bot, chat, message)
-        except TelegramError as exc:
-            raise _translate(exc, chat) from None
-        except (KeyError, TypeError, ValueError) as exc:
-            raise _unreadable(exc) from None
-
-    async def _post(self, bot: Bot, chat: int | str, message: RenderedMessage) -> Message:
+    async def _post_to(self, bot: Bot, chat: int | str, message: RenderedMessage) -> Message:
         # The preview shows the portal's page, not the tracker that redirects to it.
         preview = (
             LinkPreviewOptions(url=message.destination) if message.destination else LinkPreviewOptions(is_disabled=True)
         )
         if message.image_url:
-            if visible_length(message.text, "html") <= MAX_CAPTION:
-                return await bot.send_photo(chat, message.image_url, caption=message.text, parse_mode=ParseMode.HTML)
-            await bot.send_photo(chat, message.image_url)  # too long for a caption: the text follows
+            caption_room = SPEC.limits.max_caption or 0
+            fits = visible_length(message.text, "html") <= caption_room
+            try:
+                photo = await bot.send_photo(
+                    chat, message.image_url, caption=message.text if fits else None, parse_mode=ParseMode.HTML
+                )
+            except BadRequest as exc:
+                if not _photo_refused(exc):
+                    raise
+                log.warning("telegram: the photo %s was refused (%s); posting the text alone", message.image_url, exc)
+            else:
+                if fits:
+                    return photo
+                return await self._text_after_photo(bot, chat, message, preview, photo)
         return await bot.send_message(chat, message.text, parse_mode=ParseMode.HTML, link_preview_options=preview)
 
+    async def _text_after_photo(
+        self, bot: Bot, chat: int | str, message: RenderedMessage, preview: LinkPreviewOptions, photo: Message
+    ) -> Message:
+        """The text that did not fit the caption; the photo is out, so a failure here is never retried blindly."""
+        for attempt in range(2):
+            try:
+                return await bot.send_message(
+                    chat, message.text, parse_mode=ParseMode.HTML, link_preview_options=preview
+                )
+            except RetryAfter as exc:  # two messages in one slot: the flood wait is likely, and short
+                if attempt or _seconds(exc) > MAX_INLINE_WAIT:
+                    reason = f"flood control for {_seconds(exc):g} s"
+                    break
+                await asyncio.sleep(_seconds(exc))
+            except TelegramError as exc:
+                reason = exc.message
+                break
+        raise MaybeSent(
+            f"Telegram took the photo (message {photo.message_id}) but not the text that follows it ({reason}): "
+            "post the text by hand, then settle the delivery"
+        )
+
     async def check(self, target: str) -> str:
-        """Whether the bot works and may post in the target chat (getMe, getChat)."""
+        """Whether the bot works and may post in the target chat (getMe, getChat, getChatMember)."""
         bot = await self._bot(target)
-        chat_id = self._moved.get(target, _chat(target))
+        chat_id = self._chat(target)
         try:
             chat = await bot.get_chat(chat_id)
+            member = await bot.get_chat_member(chat.id, bot.id)
         except TelegramError as exc:
-            raise _translate(exc, chat_id) from None
-        return f"bot @{bot.username} sees {chat.type} {chat.title or chat.username or chat.id!s}"
+            raise self._translate(exc, target, sending=False) from None
+        name = chat.title or chat.username or str(chat.id)
+        if chat.type == "channel" and not (member.status == "creator" or getattr(member, "can_post_messages", False)):
+            raise AuthFailed(
+                f"bot @{bot.username} may not post in {chat.type} {name}: make it an administrator "
+                "allowed to post messages"
+            )
+        return f"bot @{bot.username} may post in {chat.type} {name}"
 
     async def close(self) -> None:
         """Close every bot's HTTP connections."""
@@ -184,38 +218,47 @@ class TelegramChannel:
             await bot.shutdown()
         self._hidden.remove()
 
+    def _chat(self, target: str) -> int | str:
+        return self._moved.get(target, _chat(target))
 
-def _translate(exc: TelegramError, chat: int | str) -> Exception:
-    """PTB's exception as one of the core's (order matters: BadRequest is a NetworkError)."""
-    if isinstance(exc, RetryAfter):
-        return Transient(f"Telegram flood control: retry after {_seconds(exc):g} s", retry_after=_seconds(exc))
-    if isinstance(exc, Forbidden):
-        if _is_private(chat):
-            return RecipientGone(f"Telegram: {exc.message}")
-        return AuthFailed(f"Telegram: {exc.message} (add the bot to {chat} as an administrator that may post)")
-    if isinstance(exc, InvalidToken):
-        return AuthFailed(
-            f"Telegram refused the bot token: check {TOKEN_ENV} (or the target's token_env)", whole_channel=True
-        )
-    if isinstance(exc, BadRequest):
-        return Rejected(f"Telegram: {exc.message}")
-    return _transient_or_ambiguous(exc, sending=True)
+    def _translate(self, exc: TelegramError, target: str, sending: bool) -> Exception:
+        """PTB's exception as one of the core's (order matters: BadRequest is a NetworkError)."""
+        variable = self._variable_of.get(target, TOKEN_ENV)
+        if isinstance(exc, RetryAfter):
+            # PTB's own limiter pauses every call on a flood wait: so does the dispatcher.
+            return Transient(
+                f"Telegram flood control: retry after {_seconds(exc):g} s",
+                retry_after=_seconds(exc),
+                whole_channel=True,
+            )
+        if isinstance(exc, InvalidToken):
+            return AuthFailed(
+                f"Telegram refused the bot token in {variable}: check it against @BotFather", whole_channel=True
+            )
+        if isinstance(exc, Forbidden):
+            if _is_private(self._chat(target)):
+                return RecipientGone(f"Telegram: {exc.message}")
+            return AuthFailed(f"Telegram: {exc.message} (add the bot to {target} as an administrator that may post)")
+        if isinstance(exc, ChatMigrated):  # only outside a send, which follows the chat itself
+            return Transient(f"Telegram: {target} is now {exc.new_chat_id}; update its id in schedules.yaml")
+        if isinstance(exc, BadRequest):
+            if any(marker in exc.message.lower() for marker in TARGET_PROBLEMS):
+                # The target is wrong or the bot lacks rights there: every post to it would fail alike.
+                return AuthFailed(f"Telegram: {exc.message} (check the target {target} and the bot's rights there)")
+            return Rejected(f"Telegram: {exc.message}")
+        cause = exc.__cause__
+        never_left = isinstance(cause, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
+        if never_left or not sending:
+            return Transient(f"Telegram unreachable: {exc.message}", whole_channel=never_left)
+        if isinstance(exc, TimedOut | NetworkError):
+            return MaybeSent(f"Telegram did not answer after the post was sent ({exc.message}): check the channel")
+        return MaybeSent(f"Telegram answered oddly after the post was sent ({exc.message}): check the channel")
 
 
-def _unreadable(exc: Exception) -> MaybeSent:
-    # A 2xx answer PTB could not read (no `result`, not JSON): the post may exist.
-    return MaybeSent(f"Telegram's answer could not be read ({type(exc).__name__}): check the channel")
-
-
-def _transient_or_ambiguous(exc: TelegramError, sending: bool) -> Exception:
-    """A network failure before the request left is safe to retry; after, the post may exist."""
-    cause = exc.__cause__
-    never_left = isinstance(cause, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
-    if never_left or not sending:
-        return Transient(f"Telegram unreachable: {exc.message}")
-    if isinstance(exc, TimedOut | NetworkError):
-        return MaybeSent(f"Telegram did not answer after the post was sent ({exc.message}): check the channel")
-    return MaybeSent(f"Telegram answered oddly after the post was sent ({exc.message}): check the channel")
+def _photo_refused(exc: BadRequest) -> bool:
+    """Telegram could not fetch or use the image: the text can still go alone."""
+    text = exc.message.lower()
+    return any(marker in text for marker in ("wrong file identifier", "failed to get http url content", "photo"))
 
 
 def build(settings: ChannelSettings, tokens: Mapping[str, SecretStr]) -> TelegramChannel:

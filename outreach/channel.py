@@ -13,7 +13,7 @@ from typing import Literal, Protocol
 
 from pydantic import SecretStr
 
-from outreach.channel_config import ChannelSettings, RateSettings
+from outreach.channel_config import ChannelSettings, RateSettings, Target
 
 Markup = Literal["html", "plain"]
 
@@ -98,9 +98,16 @@ class ChannelSpec:
     rate: Rate
     idempotent: bool
     settings: type[ChannelSettings]  # its block in schedules.yaml
-    secrets: tuple[str, ...]  # environment variables of its token; a target may name its own
+    secrets: tuple[str, ...]  # environment variables of its token, the default first; a target may name its own
     # Builds the channel for the targets that have a token (target id -> token).
     build: Callable[[ChannelSettings, Mapping[str, SecretStr]], Channel]
+    # True when a token serves one target only (a Facebook Page token): two targets
+    # reading the same variable is a mistake in the config.
+    token_per_target: bool = False
+
+    def variable_for(self, target: Target) -> str:
+        """The environment variable that holds a target's token: its own, else the platform's."""
+        return target.token_env or self.secrets[0]
 
 
 class ChannelError(Exception):
@@ -108,11 +115,16 @@ class ChannelError(Exception):
 
 
 class Transient(ChannelError):
-    """Try again later (after `retry_after` seconds when the platform says so)."""
+    """Try again later (after `retry_after` seconds when the platform says so).
 
-    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+    With `retry_after`, the platform asked us to wait: nothing more goes to the
+    target (or to any target of the channel, `whole_channel`) until then.
+    """
+
+    def __init__(self, reason: str, retry_after: float | None = None, whole_channel: bool = False) -> None:
         super().__init__(reason)
         self.retry_after = retry_after
+        self.whole_channel = whole_channel
 
 
 class RecipientGone(ChannelError):

@@ -221,19 +221,13 @@ def _deliver(store: Store, routing: Routing, platforms: EmulatedPlatforms, out: 
         out.print(f"  {route}", soft_wrap=True, markup=False)
     report = asyncio.run(send_once(store, routing))
     out.print(f"  sent {report.sent}, failed {report.failed}")
-    page = platforms.graph.posts()
-    channel = [message for message in platforms.telegram.messages if message.text]
+    shown = platforms.first_posts()
     with store.sessions() as session:
         parked = session.scalars(select(Delivery).where(Delivery.transport == "outbox").order_by(Delivery.id)).first()
-    shown = [
-        (f"the emulated Facebook Page {page[0].page_id} now shows (post {page[0].id})", page[0].message)
-        if page
-        else None,
-        (f"the emulated Telegram channel {channel[0].chat_id} now shows", channel[0].text) if channel else None,
-        (f"{parked.platform_id} → {parked.target} (no token: the outbox)", parked.text) if parked else None,
-    ]
-    for title, text in filter(None, shown):
-        out.print(Panel(text or "", title=title, expand=False), markup=False)
+    if parked is not None:
+        shown.append((f"{parked.platform_id} → {parked.target} (no token: the outbox)", parked.text))
+    for title, text in shown:
+        out.print(Panel(text, title=title, expand=False), markup=False)
 
 
 def _click(store: Store, settings: config.Settings, out: Console, base_url: str) -> None:

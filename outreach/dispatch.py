@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import Select, func, or_, select, update
+from sqlalchemy.orm import Session
 
 from outreach.channel import (
     AuthFailed,
@@ -53,6 +54,8 @@ class SendReport:
     # Targets whose token was refused, with the platform's reason: their deliveries wait.
     # The target EVERY_TARGET stands for all of a channel's (its token itself was refused).
     paused: dict[RouteKey, str] = field(default_factory=dict)
+    # Targets (or whole channels) the platform asked to wait, with the seconds it said.
+    waiting: dict[RouteKey, float] = field(default_factory=dict)
     # Pending deliveries for targets no longer in the config (or disabled): they wait.
     unroutable: dict[RouteKey, int] = field(default_factory=dict)
 
@@ -92,8 +95,10 @@ async def send_pending(
 ) -> SendReport:
     """Deliver every due pending delivery once, in order, at each platform's rate.
 
-    A delivery whose target is no longer routed waits (counted in `unroutable`);
-    a refused token pauses its target only, for this run.
+    A delivery whose target is no longer routed waits (counted in `unroutable`).
+    A refused token pauses its target (or its channel) for this run, without
+    counting an attempt; a flood wait or rate limit holds the target (or channel)
+    until the time the platform gave, for this run and the next ones.
     """
     report = SendReport(recovered=recover_interrupted(store, routing, now()))
     pacer = Pacer(routing.rates)
@@ -113,8 +118,9 @@ async def send_pending(
         for channel_name, target, count in session.execute(per_target.group_by(Delivery.channel, Delivery.target)):
             if routing.get(channel_name, target) is None:
                 report.unroutable[(channel_name, target)] = count
+    held: set[RouteKey] = set()
     for delivery_id, channel_name, target in due:
-        if (channel_name, target) in report.paused or (channel_name, EVERY_TARGET) in report.paused:
+        if (channel_name, target) in held or (channel_name, EVERY_TARGET) in held:
             continue
         route = routing.routes[(channel_name, target)]
         if route.to_platform:  # the outbox stands in at no platform's pace
@@ -123,10 +129,13 @@ async def send_pending(
         if message is None:
             continue
         outcome = await _attempt(route.transport, message)
-        if outcome.pause is not None:
-            report.paused[(channel_name, outcome.pause if outcome.pause == EVERY_TARGET else target)] = (
-                outcome.error or "token refused"
-            )
+        if outcome.hold is not None:
+            key = (channel_name, EVERY_TARGET if outcome.hold == EVERY_TARGET else target)
+            held.add(key)
+            if outcome.token_refused:
+                report.paused[key] = outcome.error or "token refused"
+            else:
+                report.waiting[key] = outcome.retry_after or 0.0
         _finish(store, delivery_id, outcome, now(), report)
     _settle_campaigns(store)
     return report
@@ -148,7 +157,9 @@ class Outcome:
     error: str | None = None
     platform_id: str | None = None
     retry_after: float | None = None
-    pause: str | None = None  # the token is at fault, not the message: "target" or EVERY_TARGET
+    # Nothing more goes to this target ("target") or channel (EVERY_TARGET) for now.
+    hold: str | None = None
+    token_refused: bool = False  # the hold is for a refused token: the attempt does not count
 
 
 async def _attempt(channel: Channel, message: RenderedMessage) -> Outcome:
@@ -156,9 +167,12 @@ async def _attempt(channel: Channel, message: RenderedMessage) -> Outcome:
     try:
         sent = await channel.send(message)
     except Transient as exc:
-        return Outcome(DeliveryStatus.pending, str(exc), retry_after=exc.retry_after)
+        scope = EVERY_TARGET if exc.whole_channel else "target"
+        hold = scope if exc.retry_after is not None or exc.whole_channel else None
+        return Outcome(DeliveryStatus.pending, str(exc), retry_after=exc.retry_after, hold=hold)
     except AuthFailed as exc:
-        return Outcome(DeliveryStatus.pending, str(exc), pause=EVERY_TARGET if exc.whole_channel else "target")
+        scope = EVERY_TARGET if exc.whole_channel else "target"
+        return Outcome(DeliveryStatus.pending, str(exc), hold=scope, token_refused=True)
     except RecipientGone as exc:
         return Outcome(DeliveryStatus.skipped, str(exc))
     except Rejected as exc:
@@ -224,15 +238,32 @@ def _finish(store: Store, delivery_id: int, outcome: Outcome, now: datetime, rep
         delivery.status, delivery.last_error = outcome.status, scrub(outcome.error) if outcome.error else None
         if outcome.status == DeliveryStatus.sent:
             delivery.platform_id, delivery.sent_at = outcome.platform_id, now
-        elif outcome.pause is not None:
+        elif outcome.token_refused:
             delivery.attempts -= 1  # a refused token says nothing about the message
         elif outcome.status == DeliveryStatus.pending:
             if delivery.attempts >= MAX_ATTEMPTS:
                 delivery.status = DeliveryStatus.failed
             else:
                 delivery.next_attempt_at = now + backoff(delivery.attempts, outcome.retry_after)
-        if outcome.pause is None:
+                if outcome.hold is not None and outcome.retry_after is not None:
+                    _hold_others(session, delivery, outcome.hold == EVERY_TARGET, delivery.next_attempt_at)
+        if not outcome.token_refused:
             _count(report, delivery.status)
+
+
+def _hold_others(session: Session, delivery: Delivery, whole_channel: bool, until: datetime) -> None:
+    """The platform said wait: the target's (or channel's) other pending deliveries wait as long."""
+    same = [Delivery.channel == delivery.channel] + ([] if whole_channel else [Delivery.target == delivery.target])
+    session.execute(
+        update(Delivery)
+        .where(
+            *same,
+            Delivery.status == DeliveryStatus.pending,
+            Delivery.id != delivery.id,
+            or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at < until),
+        )
+        .values(next_attempt_at=until)
+    )
 
 
 def _count(report: SendReport, status: DeliveryStatus) -> None:

@@ -24,11 +24,7 @@ class Route:
     target: str
     transport: Channel
     why: str  # e.g. "token in OUTREACH_FACEBOOK_PAGE_TOKEN" or "no token in ...: written to the outbox"
-
-    @property
-    def to_platform(self) -> bool:
-        """True when messages reach the platform itself (not the outbox standing in)."""
-        return self.transport.name == self.channel
+    to_platform: bool = False  # True when messages reach the platform itself, not the outbox standing in
 
     def __str__(self) -> str:
         return f"{self.channel} → {self.target}: via {self.transport.name} ({self.why})"

@@ -347,3 +347,15 @@ def test_init_prints_the_starter_config(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert result.output == (ROOT / "schedules.yaml").read_text(encoding="utf-8")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_two_pages_on_one_token_variable_is_a_config_error(tmp_path: Path, config_file: Path) -> None:
+    data = yaml.safe_load(config_file.read_text(encoding="utf-8"))
+    data["channels"]["facebook"]["targets"] = [{"id": "111"}, {"id": "222"}, {"id": "333", "token_env": "FB_333"}]
+    config_file.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    result = CliRunner().invoke(main, ["--config", str(config_file), "config", "check"])
+    assert result.exit_code == 2
+    assert result.output.splitlines()[-1] == (
+        f"config error: {config_file}: channels.facebook: targets 111, 222 all read their token from "
+        "OUTREACH_FACEBOOK_PAGE_TOKEN, but a facebook token works for one target only: give each its own token_env"
+    )

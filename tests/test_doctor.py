@@ -64,7 +64,7 @@ def test_a_healthy_install_passes_with_a_warning_for_the_target_without_token(co
         "with Graph API v23.0 (token in OUTREACH_FACEBOOK_PAGE_TOKEN"
     )
     assert lines[7].startswith(
-        "ok   telegram_channel → @quangngai_doanhnghiep: bot @quangngai_outreach_bot sees channel "
+        "ok   telegram_channel → @quangngai_doanhnghiep: bot @quangngai_outreach_bot may post in channel "
         "Doanh nghiệp Quảng Ngãi (token in OUTREACH_TELEGRAM_TOKEN"
     )
     assert lines[8] == (

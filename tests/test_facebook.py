@@ -228,7 +228,13 @@ CASES = [
         Case(
             f"rate limit {code}",
             rate_limited(code, minutes),
-            Raised(Transient, (f"Facebook error {code}: {RATES[code]}",), retry_after=minutes * 60.0),
+            # The app's or user's limits hold every page; a Page's own limits hold that page.
+            Raised(
+                Transient,
+                (f"Facebook error {code}: {RATES[code]}",),
+                retry_after=minutes * 60.0,
+                whole_channel=code in (4, 17, 613),
+            ),
             0,
             (POST,),
         )
@@ -251,14 +257,16 @@ CASES = [
     Case(
         "rate limit without usage headers",
         refuse(613, RATES[613]),
-        Raised(Transient, (f"Facebook error 613: {RATES[613]}",), retry_after=300.0),
+        Raised(Transient, (f"Facebook error 613: {RATES[613]}",), retry_after=300.0, whole_channel=True),
         0,
         (POST,),
     ),
     Case(
         "341 application limit",
         refuse(341, "(#341) Application limit reached"),
-        Raised(Transient, ("Facebook error 341: (#341) Application limit reached",), retry_after=300.0),
+        Raised(
+            Transient, ("Facebook error 341: (#341) Application limit reached",), retry_after=300.0, whole_channel=True
+        ),
         0,
         (POST,),
     ),
@@ -293,7 +301,13 @@ CASES = [
     Case(
         "200 token of another page",
         then(lambda g: g.reset(), lambda g: g.add_page(PAGE, PAGE_NAME, "x"), lambda g: g.add_page("42", "B", TOKEN)),
-        Raised(Rejected, ("Facebook error 200: (#200) The user hasn't authorized the application to perform this",)),
+        Raised(
+            AuthFailed,
+            (
+                "Facebook error 200: (#200) The user hasn't authorized the application to perform this",
+                "The token in OUTREACH_FB_TOKEN_PORTAL may not post to page",
+            ),
+        ),
         0,
         (POST,),
     ),
@@ -332,7 +346,13 @@ CASES = [
         0,
         (POST, LOOKUP),
     ),
-    Case("connection refused", closed_port, Raised(Transient, ("Facebook unreachable: ConnectionError",)), 0, ()),
+    Case(
+        "connection refused",
+        closed_port,
+        Raised(Transient, ("Facebook unreachable: ConnectionError",), whole_channel=True),
+        0,
+        (),
+    ),
     Case(
         "timeout before the post was accepted",
         fault("hang", seconds=HANG),
@@ -408,7 +428,7 @@ def test_send(case: Case, graph: GraphEmulator, caplog: pytest.LogCaptureFixture
             assert fragment in str(outcome)
         if isinstance(outcome, Transient):
             assert outcome.retry_after == case.expected.retry_after
-        if isinstance(outcome, AuthFailed):
+        if isinstance(outcome, AuthFailed | Transient):
             assert outcome.whole_channel is case.expected.whole_channel
         assert TOKEN not in str(outcome)
     calls = [f"{method} {path}" for method, _, path in graph.requests[before:]]
@@ -457,7 +477,19 @@ async def _check(channel: FacebookChannel) -> str:
 def test_check_names_the_page(graph: GraphEmulator) -> None:
     said = asyncio.run(_check(channel_for(graph.url, version="v25.0")))
     assert said == f"Page '{PAGE_NAME}' ({PAGE}) with Graph API v25.0"
-    assert graph.requests == [("GET", "v25.0", PAGE)]
+    assert graph.requests == [("GET", "v25.0", PAGE), ("GET", "v25.0", "me")]
+
+
+def test_check_refuses_a_token_that_speaks_for_another_page(graph: GraphEmulator) -> None:
+    graph.reset()
+    graph.add_page(PAGE, PAGE_NAME, "EAAother-page-token-000")
+    graph.add_page("42", "Sở Tài chính", TOKEN)  # the configured variable holds page 42's token
+    with pytest.raises(AuthFailed) as raised:
+        asyncio.run(_check(channel_for(graph.url)))
+    assert str(raised.value) == (
+        f"the token in OUTREACH_FB_TOKEN_PORTAL is not page {PAGE}'s Page token (it speaks for "
+        "'Sở Tài chính', 42): take the page's own token from GET /me/accounts"
+    )
 
 
 def test_check_with_an_expired_token(graph: GraphEmulator) -> None:

@@ -133,7 +133,18 @@ CASES = [
         "Forbidden: bot was blocked by the user",
         target=str(PRIVATE),
     ),
-    Case("token revoked", lambda e: e.revoke(TOKEN), AuthFailed, "Telegram refused the bot token for"),
+    Case(
+        "token revoked",
+        lambda e: e.revoke(TOKEN),
+        AuthFailed,
+        "Telegram refused the bot token in OUTREACH_TELEGRAM_TOKEN: check it against @BotFather",
+    ),
+    Case(
+        "bot without the right to post",
+        lambda e: e.forbid_posting(CHANNEL, TOKEN),
+        AuthFailed,
+        "Need administrator rights in the channel chat (check the target @quangngai_doanhnghiep and the bot's rights",
+    ),
     Case(
         "broken HTML",
         nothing,
@@ -142,7 +153,13 @@ CASES = [
         text="Thuế <GTGT> & phí",
     ),
     Case("too long", nothing, Rejected, "Telegram: Message is too long", text="á" * 4097),
-    Case("chat unknown", nothing, Rejected, "Telegram: Chat not found", target="@no_such_channel"),
+    Case(
+        "chat unknown",
+        nothing,
+        AuthFailed,
+        "Telegram: Chat not found (check the target @no_such_channel and the bot's rights there)",
+        target="@no_such_channel",
+    ),
     Case(
         "not JSON (a proxy's 502 page)",
         lambda e: e.faults.add(Fault("not_json"), method="sendMessage"),
@@ -249,6 +266,37 @@ def test_a_text_too_long_for_a_caption_follows_its_photo(emulator: TelegramEmula
     assert outcome == Sent(f"{CHANNEL}:2")  # the text is the post people read
 
 
+def test_a_photo_telegram_cannot_fetch_leaves_the_text_alone(emulator: TelegramEmulator) -> None:
+    body = {"ok": False, "error_code": 400, "description": "Bad Request: failed to get HTTP URL content"}
+    emulator.faults.add(Fault("error", status=400, body=body), method="sendPhoto")
+    [outcome] = send(adapter(emulator.url), message(image="https://quangngai.gov.vn/images/gone.jpg"))
+    [posted] = emulator.messages
+    assert outcome == Sent(f"{CHANNEL}:1")
+    assert (posted.photo, posted.text) == (None, "📢 <b>Hoàn thuế GTGT</b>")
+
+
+def test_the_text_after_a_photo_waits_out_a_short_flood_wait(emulator: TelegramEmulator) -> None:
+    text = "<b>Hoàn thuế</b> " + "Doanh nghiệp nộp hồ sơ hoàn thuế trực tuyến. " * 30
+    emulator.retry_after(1, method="sendMessage")
+    [outcome] = send(adapter(emulator.url), message(text, image="https://quangngai.gov.vn/images/a.jpg"))
+    photo, follow = emulator.messages
+    assert outcome == Sent(f"{CHANNEL}:2")
+    assert (photo.caption, follow.text) == (None, text)
+
+
+def test_a_text_refused_after_its_photo_is_never_resent_blindly(emulator: TelegramEmulator) -> None:
+    text = "<b>Hoàn thuế</b> " + "Doanh nghiệp nộp hồ sơ hoàn thuế trực tuyến. " * 30
+    body = {"ok": False, "error_code": 400, "description": "Bad Request: message thread not found"}
+    emulator.faults.add(Fault("error", status=400, body=body), method="sendMessage")
+    [outcome] = send(adapter(emulator.url), message(text, image="https://quangngai.gov.vn/images/a.jpg"))
+    assert isinstance(outcome, MaybeSent)
+    assert str(outcome) == (
+        "Telegram took the photo (message 1) but not the text that follows it (Message thread not found): "
+        "post the text by hand, then settle the delivery"
+    )
+    assert len(emulator.messages) == 1
+
+
 def _context(title: str, summary: str, language: str = "vi") -> PostContext:
     item = ItemView(title, summary, PORTAL, None, datetime(2026, 11, 27, 8, 30, tzinfo=UTC), language)
     link = "https://go.quangngai.gov.vn/r/AbCdEf1234"
@@ -286,7 +334,12 @@ def test_check_names_the_bot_and_the_channel(emulator: TelegramEmulator) -> None
         finally:
             await channel.close()
 
-    assert asyncio.run(run(adapter(emulator.url))) == "bot @quangngai_outreach_bot sees channel Doanh nghiệp Quảng Ngãi"
+    assert asyncio.run(run(adapter(emulator.url))) == (
+        "bot @quangngai_outreach_bot may post in channel Doanh nghiệp Quảng Ngãi"
+    )
+    emulator.forbid_posting(CHANNEL, TOKEN)
+    with pytest.raises(AuthFailed, match="may not post in channel Doanh nghiệp Quảng Ngãi: make it an administrator"):
+        asyncio.run(run(adapter(emulator.url)))
     emulator.revoke(TOKEN)
     with pytest.raises(AuthFailed, match="Telegram refused the bot token"):
         asyncio.run(run(adapter(emulator.url)))
@@ -344,7 +397,7 @@ def test_a_300_message_burst_runs_at_the_allowed_rate_without_a_429(
     assert (report.sent, report.retrying, report.failed, report.unknown) == (300, 0, 0, 0)
 
 
-def test_a_429_in_a_burst_waits_as_told_and_fails_nothing(
+def test_a_429_holds_the_whole_channel_as_told_and_fails_nothing(
     sqlite_store: Store, make_settings: Callable[..., Settings], emulator: TelegramEmulator
 ) -> None:
     settings = _settings(make_settings, emulator.url, {"per_target_per_second": 100, "per_target_burst": 10})
@@ -352,12 +405,18 @@ def test_a_429_in_a_burst_waits_as_told_and_fails_nothing(
     emulator.retry_after(2, target=CHANNEL_NAME)
     started = datetime.now(UTC)
     report = asyncio.run(send_once(sqlite_store, build_routing(settings)))
-    assert (report.sent, report.retrying, report.failed) == (4, 1, 0)
+    assert (report.sent, report.retrying, report.failed) == (0, 1, 0)
+    assert report.waiting == {("telegram_channel", "*"): 2.0}
+    assert [method for method, _ in emulator.requests].count("sendMessage") == 1  # nothing more after the 429
     with sqlite_store.sessions() as session:
-        waiting = session.scalars(select(Delivery).where(Delivery.status == DeliveryStatus.pending)).one()
-    assert waiting.next_attempt_at is not None
-    assert timedelta(seconds=2) <= waiting.next_attempt_at - started <= timedelta(seconds=3)
-    assert waiting.attempts == 1
+        waiting = list(session.scalars(select(Delivery).order_by(Delivery.id)))
+    assert all(d.status == DeliveryStatus.pending for d in waiting)
+    assert [d.attempts for d in waiting] == [1, 0, 0, 0, 0]
+    for delivery in waiting:
+        assert delivery.next_attempt_at is not None
+        assert timedelta(seconds=2) <= delivery.next_attempt_at - started <= timedelta(seconds=3)
+    again = asyncio.run(send_once(sqlite_store, build_routing(settings)))  # before the 2 s: nothing is due
+    assert (again.sent, again.retrying) == (0, 0)
 
 
 def test_the_token_never_reaches_logs_errors_or_the_database(
@@ -370,15 +429,15 @@ def test_the_token_never_reaches_logs_errors_or_the_database(
     caplog.set_level(logging.DEBUG, logger="httpx")  # the CLI quiets it; here it must speak, token hidden
     settings = _settings(make_settings, emulator.url, {"per_target_per_second": 100, "per_target_burst": 10})
     _queue(sqlite_store, 3)
-    emulator.retry_after(1, target=CHANNEL_NAME)
     emulator.faults.add(Fault("not_json"), method="sendMessage")
+    emulator.retry_after(1, target=CHANNEL_NAME)
     first = asyncio.run(send_once(sqlite_store, build_routing(settings)))
     emulator.revoke(TOKEN)
     with sqlite_store.sessions.begin() as session:  # make the waiting one due again
         for delivery in session.scalars(select(Delivery).where(Delivery.status == DeliveryStatus.pending)):
             delivery.next_attempt_at = None
     second = asyncio.run(send_once(sqlite_store, build_routing(settings)))
-    assert (first.sent, first.retrying, first.unknown) == (1, 1, 1)
+    assert (first.sent, first.retrying, first.unknown) == (0, 1, 1)
     assert list(second.paused) == [("telegram_channel", "*")]
     assert TOKEN.split(":")[1] not in caplog.text
     assert "HTTP Request: POST" in caplog.text  # httpx did log its requests, with the token hidden
@@ -388,3 +447,19 @@ def test_the_token_never_reaches_logs_errors_or_the_database(
         errors = [d.last_error or "" for d in session.scalars(select(Delivery))]
     assert any(errors)
     assert not any(TOKEN.split(":")[1] in error for error in errors)
+
+
+def test_without_the_pacer_the_same_burst_meets_flood_control(
+    sqlite_store: Store, make_settings: Callable[..., Settings]
+) -> None:
+    # The control for the burst test above: the emulator's limit is real, only the pace keeps under it.
+    rate = {"per_second": 10_000, "burst": 10_000, "per_target_per_second": 10_000, "per_target_burst": 10_000}
+    with TelegramEmulator(rate_per_chat=20) as limited:
+        limited.add_bot(TOKEN)
+        limited.add_chat(CHANNEL, username=CHANNEL_NAME.removeprefix("@"))
+        _queue(sqlite_store, 60)
+        report = asyncio.run(send_once(sqlite_store, build_routing(_settings(make_settings, limited.url, rate))))
+        accepted = len(limited.messages)
+    assert report.waiting == {("telegram_channel", "*"): 1.0}
+    assert (report.sent, report.retrying, report.failed) == (accepted, 1, 0)
+    assert 20 <= accepted < 60

@@ -34,7 +34,6 @@ class EmulatedPlatforms:
     def __init__(self) -> None:
         self.graph = GraphEmulator()
         self.telegram = TelegramEmulator()
-        self.without_token: tuple[str, str] | None = None  # the target left to the outbox
         self._stack = contextlib.ExitStack()
 
     def __enter__(self) -> EmulatedPlatforms:
@@ -56,7 +55,6 @@ class EmulatedPlatforms:
         if len(emulated) > 1:  # the last target gets a variable of its own, left unset: the outbox
             name, target = emulated[-1]
             emulated[-1] = (name, target.model_copy(update={"token_env": NO_TOKEN}))
-            self.without_token = (name, target.id)
         environment: dict[str, str | None] = {}
         bot_token = f"7000000001:{secrets.token_urlsafe(27)}"
         self.telegram.add_bot(bot_token)
@@ -89,6 +87,19 @@ class EmulatedPlatforms:
             schedule=settings.schedule.model_copy(update={"channels": channels}),
             secrets=Secrets(environment),
         )
+
+    def first_posts(self) -> list[tuple[str, str]]:
+        """What each emulated platform shows first: (where, text), for people to see."""
+        shown: list[tuple[str, str]] = []
+        page = self.graph.posts()
+        if page:
+            shown.append(
+                (f"the emulated Facebook Page {page[0].page_id} now shows (post {page[0].id})", page[0].message or "")
+            )
+        texts = [message for message in self.telegram.messages if message.text]
+        if texts:
+            shown.append((f"the emulated Telegram channel {texts[0].chat_id} now shows", texts[0].text or ""))
+        return shown
 
     def _endpoint(self, channel: str) -> str:
         return self.graph.url if channel == "facebook" else self.telegram.url

@@ -70,6 +70,7 @@ class _Chat:
     username: str | None
     members: frozenset[str]  # tokens that may post; empty: every bot
     removed: set[str] = field(default_factory=set)
+    cannot_post: set[str] = field(default_factory=set)  # members without the right to post
     migrated_to: int | None = None
     last_message_id: int = 0
 
@@ -268,6 +269,7 @@ class TelegramEmulator(Served):
         self._methods: dict[str, Callable[[_Bot, str, dict[str, str]], Any]] = {
             "getMe": self._get_me,
             "getChat": self._get_chat,
+            "getChatMember": self._get_chat_member,
             "sendMessage": self._send_message,
             "sendPhoto": self._send_photo,
         }
@@ -316,6 +318,11 @@ class TelegramEmulator(Served):
         """Take a bot out of a chat (kicked, or blocked by the user in a private chat)."""
         with self._lock:
             self._lookup(chat).removed.add(token)
+
+    def forbid_posting(self, chat: int | str, token: str) -> None:
+        """Keep a bot in a channel but without the right to post (an administrator without it, or a member)."""
+        with self._lock:
+            self._lookup(chat).cannot_post.add(token)
 
     def migrate(self, chat_id: int, new_id: int) -> None:
         """Upgrade a group to a supergroup: the old id answers migrate_to_chat_id from now on."""
@@ -426,6 +433,8 @@ class TelegramEmulator(Served):
         chat = self._chat(params)
         if token in chat.removed or (chat.members and token not in chat.members):
             raise _Refusal(403, _forbidden(chat.kind))
+        if token in chat.cannot_post:
+            raise _Refusal(400, "Bad Request: need administrator rights in the channel chat")
         wait = self._window.hit(str(chat.id), time.monotonic())
         if wait is not None:
             seconds = max(1, math.ceil(wait))
@@ -452,6 +461,33 @@ class TelegramEmulator(Served):
         )
         full = {"accent_color_id": 0, "max_reaction_count": 11, "accepted_gift_types": no_gifts}
         return {**_chat_json(self._chat(params)), **full}
+
+    def _get_chat_member(self, bot: _Bot, token: str, params: dict[str, str]) -> dict[str, Any]:
+        chat = self._chat(params)
+        if params.get("user_id") != str(bot.id):
+            raise _Refusal(400, "Bad Request: user not found")  # the emulator knows its bots only
+        user = {"id": bot.id, "is_bot": True, "first_name": bot.first_name, "username": bot.username}
+        if token in chat.removed or (chat.members and token not in chat.members):
+            return {"status": "left", "user": user}
+        rights = dict.fromkeys(
+            (
+                "can_be_edited",
+                "is_anonymous",
+                "can_manage_chat",
+                "can_delete_messages",
+                "can_manage_video_chats",
+                "can_restrict_members",
+                "can_promote_members",
+                "can_change_info",
+                "can_invite_users",
+                "can_post_stories",
+                "can_edit_stories",
+                "can_delete_stories",
+            ),
+            False,
+        )
+        allowed = token not in chat.cannot_post
+        return {"status": "administrator", "user": user, **rights, "can_post_messages": allowed}
 
     def _send_message(self, bot: _Bot, token: str, params: dict[str, str]) -> dict[str, Any]:
         chat = self._postable(params, token)
