@@ -47,6 +47,13 @@ def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket.socket, "connect", _loopback_only)
 
 
+def free_port() -> int:
+    """A loopback port nobody listens on now (bound, then closed): for a server to take, or to be refused."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 @pytest.fixture(autouse=True)
 def _no_outreach_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """The developer's own OUTREACH_* settings never leak into a test."""

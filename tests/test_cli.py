@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -20,7 +19,7 @@ from click.testing import CliRunner, Result
 
 from cli import main
 from outreach.packaged import SAMPLES
-from tests.conftest import ROOT, base_config
+from tests.conftest import ROOT, base_config, free_port
 
 SAMPLE_VI = (SAMPLES / "portal-vi.rss").as_uri()
 WIDE = {"COLUMNS": "200"}  # tables on one line each, so rows can be read back
@@ -283,12 +282,6 @@ def test_demo_removes_its_earlier_temporary_folders(tmp_path: Path, monkeypatch:
     assert len(list(tmp_path.glob("outreach-demo-*"))) == 3
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def test_tracker_command_serves_redirects_and_names_its_database(run: Run, tmp_path: Path, config_file: Path) -> None:
     db = tmp_path / "cli.db"
     run("init")
@@ -296,7 +289,7 @@ def test_tracker_command_serves_redirects_and_names_its_database(run: Run, tmp_p
     run("campaign", "create", "--item", "1", "--channels", "facebook", "--queue")
     with sqlite3.connect(db) as connection:
         code, destination = connection.execute("SELECT code, destination FROM links").fetchone()
-    port = _free_port()
+    port = free_port()
     argv = [sys.executable, "-c", "import cli; cli.main()", "--config", str(config_file), "--db", f"sqlite:///{db}"]
     server = subprocess.Popen([*argv, "tracker", "--port", str(port)], cwd=ROOT, stderr=subprocess.PIPE, text=True)
     try:

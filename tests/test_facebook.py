@@ -38,6 +38,7 @@ from outreach.render import Renderer
 from outreach.sandbox import Fault, GraphEmulator
 from outreach.sandbox.faults import FaultKind
 from outreach.sandbox.graph import page_usage
+from tests.conftest import free_port
 
 NOW = 1_800_000_000.0  # Friday, 15-Jan-27 08:00:00 UTC
 PAGE = "1029384756"
@@ -139,11 +140,8 @@ def prepost(link: str, text: str = TEXT) -> Callable[[GraphEmulator], None]:
 
 
 def closed_port(_: GraphEmulator) -> str:
-    """A loopback port nobody listens on: bound, then closed."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
+    """A loopback port nobody listens on."""
+    return f"http://127.0.0.1:{free_port()}"
 
 
 def then(*scripts: Callable[[GraphEmulator], object]) -> Callable[[GraphEmulator], None]:

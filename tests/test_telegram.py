@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -27,6 +26,7 @@ from outreach.dispatch import send_once
 from outreach.models import Campaign, CampaignStatus, Delivery, DeliveryStatus, Link
 from outreach.render import CampaignView, ItemView, PostContext, Renderer, visible_length
 from outreach.sandbox import Fault, TelegramEmulator
+from tests.conftest import free_port
 
 TOKEN = "7123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw_"
 CHANNEL, CHANNEL_NAME = -1001234567890, "@quangngai_doanhnghiep"
@@ -88,12 +88,6 @@ def send(channel: TelegramChannel, *messages: RenderedMessage) -> list[Sent | Ex
         return outcomes
 
     return asyncio.run(run())
-
-
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass(frozen=True)
@@ -225,7 +219,7 @@ def test_a_refused_token_pauses_the_whole_channel_a_removed_bot_one_target(emula
 
 
 def test_connection_refused_is_transient() -> None:
-    [outcome] = send(adapter(f"http://127.0.0.1:{closed_port()}"), message())
+    [outcome] = send(adapter(f"http://127.0.0.1:{free_port()}"), message())
     assert type(outcome) is Transient
     assert str(outcome).startswith("Telegram unreachable: ")
 
