@@ -8,7 +8,6 @@ the option rather than a traceback from deep inside.
 from __future__ import annotations
 
 import enum
-import getpass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,8 +20,9 @@ if TYPE_CHECKING:
 
     from outreach.config import Settings
     from outreach.db import Access, Store
+    from outreach.lifecycle import Actor
     from outreach.render import Renderer
-    from outreach.routing import Routing
+    from outreach.routing import Route, Routing
 
 
 class Exit(enum.IntEnum):
@@ -80,17 +80,22 @@ class NameList(click.ParamType[list[str], str | list[str]]):
 
 
 ROW_ID = click.IntRange(1, MAX_ID)
+# The campaign states, for `campaign list --status` (kept here so --help imports nothing heavy).
+CAMPAIGN_STATES = ["draft", "approved", "scheduled", "sending", "done", "done_with_errors", "cancelled", "rejected"]
 LIMIT = click.IntRange(1, MAX_ID)
 
 
 class Context:
     """What the global options chose; settings and store are built on first use."""
 
-    def __init__(self, config: Path, config_given: bool, db: str | None, templates: Path | None) -> None:
+    def __init__(
+        self, config: Path, config_given: bool, db: str | None, templates: Path | None, acting_as: str | None = None
+    ) -> None:
         self.config_path = config
         self.config_given = config_given
         self.db = db
         self.templates = templates
+        self.acting_as = acting_as.strip() if acting_as and acting_as.strip() else None
         self.opened_url: str | None = None
         self._settings: Settings | None = None
 
@@ -118,13 +123,24 @@ class Context:
 
         return Renderer(self.settings.schedule, LIMITS, self.settings.templates_dir)
 
-    def routes(self) -> list[str]:
-        """Each target's route as a line for people (no network call is made)."""
+    @property
+    def actor(self) -> Actor:
+        """Who acts: the OS login, and the name given with --as / OUTREACH_STAFF."""
+        from outreach.lifecycle import Actor
+
+        return Actor.current(self.acting_as)
+
+    def route_map(self) -> dict[tuple[str, str], Route]:
+        """Each target's route (its transport closed: for names and reasons, no sending)."""
         import asyncio
 
         routing = self.routing()
         asyncio.run(routing.close())
-        return [str(route) for route in routing]
+        return {(route.channel, route.target): route for route in routing}
+
+    def routes(self) -> list[str]:
+        """Each target's route as a line for people (no network call is made)."""
+        return [str(route) for route in self.route_map().values()]
 
     def routing(self) -> Routing:
         """Each target's transport (platform or outbox) and why; close it in the loop that uses it."""
@@ -185,6 +201,7 @@ def _exit_status(exc: Exception, obj: Context | None) -> Exit | None:
         ("outreach.dberrors", "Unreachable", Exit.database_unreachable),
         ("outreach.dberrors", "StoreError", Exit.database_unusable),
         ("outreach.campaigns", "CampaignError", Exit.failed),
+        ("outreach.lifecycle", "TransitionRefused", Exit.failed),
         ("outreach.render", "RenderError", Exit.failed),
     ]
     problem: Exception = exc
@@ -228,16 +245,22 @@ pass_ctx = click.make_pass_decorator(Context)
     type=click.Path(file_okay=False, exists=True, path_type=Path),
     help="Folder of templates that override the built-in ones.",
 )
+@click.option(
+    "--as",
+    "acting_as",
+    envvar="OUTREACH_STAFF",
+    help="Your name, for the audit trail and the two-person rule (env OUTREACH_STAFF) [default: your login].",
+)
 @click.version_option(package_name="outreach")
 @click.pass_context
-def main(ctx: click.Context, config: Path, db: str | None, templates: Path | None) -> None:
+def main(ctx: click.Context, config: Path, db: str | None, templates: Path | None, acting_as: str | None) -> None:
     """Push portal news to Facebook and Telegram, and count who comes back."""
     import logging
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # its request log lines carry tokens
     given = ctx.get_parameter_source("config") is not click.core.ParameterSource.DEFAULT
-    ctx.obj = Context(config, given, db, templates)
+    ctx.obj = Context(config, given, db, templates, acting_as)
 
 
 @main.command()
@@ -408,55 +431,189 @@ def items_list(obj: Context, topic: str | None, limit: int) -> None:
 
 @main.group()
 def campaign() -> None:
-    """Campaigns: announce an item on channels."""
+    """Campaigns: create, approve, watch, cancel, settle."""
+
+
+def _at(obj: Context, value: str | None) -> datetime | None:
+    """`--at "2026-12-01 08:00"` in the configured zone, as an aware time."""
+    from datetime import datetime as clock
+
+    if value is None:
+        return None
+    try:
+        naive = clock.strptime(value.strip(), "%Y-%m-%d %H:%M")
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a time like 2026-12-01 08:00", param_hint="'--at'") from None
+    return naive.replace(tzinfo=obj.settings.zone)
 
 
 @campaign.command("create")
-@click.option("--item", "item_id", type=ROW_ID, required=True, help="Item id (see `outreach items list`).")
+@click.option("--item", "item_id", type=ROW_ID, help="Announce one item (see `outreach items list`).")
+@click.option("--items", "item_ids", type=NameList(), help="Several items as one digest: ID,ID,...")
+@click.option(
+    "--message-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="A message staff wrote."
+)
+@click.option("--url", help="The portal page a staff message links to.")
 @click.option("--channels", type=NameList(), help="Comma-separated channels [default: all enabled].")
-@click.option("--template", help="Template name [default: the channel's, usually `post`].")
-@click.option("--queue", is_flag=True, help="Queue it at once: render and create its deliveries.")
+@click.option("--lang", type=click.Choice(["vi", "en"]), help="A staff message's language [default: vi].")
+@click.option("--template", help="Template name [default: post, digest or message, or the channel's].")
+@click.option("--at", "at", help='Not before this time, in the configured zone: "2026-12-01 08:00".')
 @click.option("--force", is_flag=True, help="Announce an item again on a channel it was announced on.")
 @pass_ctx
 def campaign_create(
-    obj: Context, item_id: int, channels: list[str] | None, template: str | None, queue: bool, force: bool
+    obj: Context,
+    item_id: int | None,
+    item_ids: list[str] | None,
+    message_file: Path | None,
+    url: str | None,
+    channels: list[str] | None,
+    lang: str | None,
+    template: str | None,
+    at: str | None,
+    force: bool,
 ) -> None:
-    """Create a draft campaign for one item."""
-    from outreach.campaigns import create_campaign, queue_campaign
+    """Create a draft campaign: one item, a digest, or a staff message."""
+    from outreach.campaigns import CampaignRequest, create_campaign
     from outreach.config import ConfigError
     from outreach.db import Access
+    from outreach.models import CampaignKind
     from outreach.render import UnknownTemplate
     from outreach.text import plural
 
-    renderer = obj.renderer()
+    chosen = [
+        name for name, given in (("--item", item_id), ("--items", item_ids), ("--message-file", message_file)) if given
+    ]
+    if len(chosen) != 1:
+        raise click.UsageError("give exactly one of --item, --items, --message-file")
+    if message_file is not None and not url:
+        raise click.BadParameter("a staff message needs the portal page it links to", param_hint="'--url'")
+    ids: tuple[int, ...] = ()
+    if item_ids:
+        try:
+            ids = tuple(int(part) for part in item_ids)
+        except ValueError:
+            raise click.BadParameter(f"{','.join(item_ids)!r}: ids are numbers", param_hint="'--items'") from None
+    kind = CampaignKind.message if message_file else (CampaignKind.digest if item_ids else CampaignKind.item)
+    request = CampaignRequest(
+        kind=kind,
+        item_ids=ids or ((item_id,) if item_id else ()),
+        message=message_file.read_text(encoding="utf-8") if message_file else None,
+        url=url,
+        channels=tuple(channels or ()),
+        language=lang,
+        template=template,
+        at=_at(obj, at),
+        force=force,
+    )
     with obj.store(Access.write) as store, store.sessions.begin() as session:
         try:
-            created = create_campaign(
-                session, obj.settings, item_id, getpass.getuser(), channels or [], template, force, renderer
-            )
+            created = create_campaign(session, obj.settings, obj.renderer(), request, obj.actor)
         except UnknownTemplate as exc:
             if template is None:  # the channel's own template, named in the config
                 raise ConfigError([f"{obj.settings.config_path}: channels.{exc.channel}.template: {exc}"]) from None
             raise click.BadParameter(str(exc), param_hint="'--template'") from None
-        queued = queue_campaign(session, obj.settings, renderer, created.id) if queue else []
-    # Printed after the commit: a failed --queue rolls the campaign back too.
-    click.echo(f"campaign {created.id} created ({created.status.value}): {created.title}")
-    if queue:
-        click.echo(f"campaign {created.id} queued: {plural(len(queued), 'delivery', 'deliveries')}")
+        status, count = created.status.value, len(created.channels)
+    # Printed after the commit: a refusal rolls everything back.
+    click.echo(f"campaign {created.id} created ({status}): {created.title}")
+    if status == "draft":
+        click.echo(
+            f"  it goes out once someone other than {obj.actor.name} approves it: outreach campaign approve {created.id}"
+        )
+    else:
+        click.echo(f"  approval not required: scheduled on {plural(count, 'channel')}")
 
 
-@campaign.command("queue")
+@campaign.command("approve")
 @click.argument("campaign_id", type=ROW_ID)
 @pass_ctx
-def campaign_queue(obj: Context, campaign_id: int) -> None:
-    """Render a campaign and create one pending delivery per target."""
-    from outreach.campaigns import queue_campaign
+def campaign_approve(obj: Context, campaign_id: int) -> None:
+    """Approve someone else's draft: it is rendered and scheduled."""
+    from outreach.campaigns import approve_campaign
     from outreach.db import Access
     from outreach.text import plural
 
     with obj.store(Access.write) as store, store.sessions.begin() as session:
-        deliveries = queue_campaign(session, obj.settings, obj.renderer(), campaign_id)
-    click.echo(f"campaign {campaign_id}: {plural(len(deliveries), 'new delivery', 'new deliveries')} queued")
+        deliveries = approve_campaign(session, obj.settings, obj.renderer(), campaign_id, obj.actor)
+        when = deliveries[0].campaign.scheduled_at if deliveries else None
+    click.echo(
+        f"campaign {campaign_id} approved by {obj.actor}: {plural(len(deliveries), 'delivery', 'deliveries')} "
+        f"scheduled for {obj.local(when)} (see `outreach campaign show {campaign_id}`)"
+    )
+
+
+@campaign.command("reject")
+@click.argument("campaign_id", type=ROW_ID)
+@click.option("--reason", required=True, help="Why, for the audit trail and the creator.")
+@pass_ctx
+def campaign_reject(obj: Context, campaign_id: int, reason: str) -> None:
+    """Turn down a draft, saying why."""
+    from outreach.campaigns import reject_campaign
+    from outreach.db import Access
+
+    with obj.store(Access.write) as store, store.sessions.begin() as session:
+        reject_campaign(session, campaign_id, obj.actor, reason)
+    click.echo(f"campaign {campaign_id} rejected by {obj.actor}: {reason}")
+
+
+@campaign.command("cancel")
+@click.argument("campaign_id", type=ROW_ID)
+@click.option("--reason", help="Why, for the audit trail.")
+@pass_ctx
+def campaign_cancel(obj: Context, campaign_id: int, reason: str | None) -> None:
+    """Stop a campaign: nothing more of it goes out."""
+    from outreach.campaigns import cancel_campaign
+    from outreach.db import Access
+    from outreach.text import plural
+
+    with obj.store(Access.write) as store, store.sessions.begin() as session:
+        skipped = cancel_campaign(session, campaign_id, obj.actor, reason)
+    click.echo(f"campaign {campaign_id} cancelled: {plural(skipped, 'pending delivery', 'pending deliveries')} skipped")
+
+
+@campaign.command("retry")
+@click.argument("campaign_id", type=ROW_ID)
+@pass_ctx
+def campaign_retry(obj: Context, campaign_id: int) -> None:
+    """Send a campaign's failed deliveries again."""
+    from outreach.campaigns import retry_campaign
+    from outreach.db import Access
+    from outreach.text import plural
+
+    with obj.store(Access.write) as store, store.sessions.begin() as session:
+        retried = retry_campaign(session, campaign_id, obj.actor)
+    click.echo(f"campaign {campaign_id}: {plural(retried, 'failed delivery', 'failed deliveries')} pending again")
+
+
+@campaign.command("settle")
+@click.argument("campaign_id", type=ROW_ID)
+@click.option("--delivery", "delivery_id", type=ROW_ID, required=True, help="The delivery of unknown fate.")
+@click.option("--sent/--not-sent", "sent", required=True, help="Whether you found it on the page or channel.")
+@click.option("--note", help="What you checked, for the audit trail.")
+@pass_ctx
+def campaign_settle(obj: Context, campaign_id: int, delivery_id: int, sent: bool, note: str | None) -> None:
+    """Close a delivery of unknown fate after checking the target by hand."""
+    from outreach.campaigns import get_campaign, settle_delivery
+    from outreach.db import Access
+
+    with obj.store(Access.write) as store, store.sessions.begin() as session:
+        settle_delivery(session, campaign_id, delivery_id, sent, obj.actor, note)
+        status = get_campaign(session, campaign_id).status.value
+    outcome = "sent" if sent else "not sent (failed)"
+    click.echo(f"delivery {delivery_id} settled as {outcome} by {obj.actor}; campaign {campaign_id} is {status}")
+
+
+@campaign.command("show")
+@click.argument("campaign_id", type=ROW_ID)
+@pass_ctx
+def campaign_show(obj: Context, campaign_id: int) -> None:
+    """Deliveries, what happens next and why, audit trail."""
+    from outreach.campaign_view import explain, print_campaign
+    from outreach.db import Access
+    from outreach.dispatch import plan_for
+
+    with obj.store(Access.read) as store, store.sessions() as session:
+        shown = explain(session, obj.settings, plan_for(obj.settings), obj.route_map(), campaign_id)
+    print_campaign(console(), shown, obj.settings.zone)
 
 
 @campaign.command("preview")
@@ -470,7 +627,7 @@ def campaign_preview(obj: Context, campaign_id: int) -> None:
     from outreach.db import Access
 
     with obj.store(Access.read) as store, store.sessions() as session:
-        previews = preview_campaign(obj.settings, obj.renderer(), get_campaign(session, campaign_id))
+        previews = preview_campaign(session, obj.settings, obj.renderer(), get_campaign(session, campaign_id))
     out = console()
     for preview in previews:
         title = f"{preview.channel} → {', '.join(preview.targets) or 'no target'}"
@@ -478,22 +635,54 @@ def campaign_preview(obj: Context, campaign_id: int) -> None:
 
 
 @campaign.command("list")
+@click.option("--status", type=click.Choice(CAMPAIGN_STATES), help="Only campaigns in this state.")
 @click.option("--limit", type=LIMIT, default=20, show_default=True, help="Show at most this many.")
 @pass_ctx
-def campaign_list(obj: Context, limit: int) -> None:
+def campaign_list(obj: Context, status: str | None, limit: int) -> None:
     """Newest campaigns first."""
     from outreach.campaigns import list_campaigns
     from outreach.db import Access
+    from outreach.models import CampaignStatus
     from outreach.tables import fitted_table
 
     with obj.store(Access.read) as store, store.sessions() as session:
-        found = list_campaigns(session, limit)
+        found = list_campaigns(session, limit, CampaignStatus(status) if status else None)
     table = fitted_table(
-        "id", "status", "channels", "lang", "by", "title", wide="title", wrap={"channels"}, right={"id"}
+        "id", "status", "kind", "channels", "lang", "by", "title", wide="title", wrap={"channels"}, right={"id"}
     )
     for c in found:
-        table.add_row(str(c.id), c.status.value, ", ".join(c.channels), c.language, c.created_by, c.title)
+        table.add_row(
+            str(c.id),
+            c.status.value,
+            c.kind.value,
+            ", ".join(c.channels),
+            c.language,
+            c.created_as or c.created_by,
+            c.title,
+        )
     console().print(table)
+
+
+@main.group()
+def channel() -> None:
+    """Channels: lift a pause after fixing a token."""
+
+
+@channel.command("resume")
+@click.argument("name")
+@click.option("--target", help="Only this target's pause [default: every pause of the channel].")
+@pass_ctx
+def channel_resume(obj: Context, name: str, target: str | None) -> None:
+    """Lift a pause stored when the platform refused a token."""
+    from outreach.db import Access
+    from outreach.dispatch_store import resume
+    from outreach.text import plural
+
+    with obj.store(Access.write) as store:
+        lifted = resume(store, name, target, obj.actor)
+    if not lifted:
+        raise click.BadParameter(f"{name} has no pause{f' on {target}' if target else ''}", param_hint="NAME")
+    click.echo(f"{name}: {plural(lifted, 'pause')} lifted; its deliveries go out on the next send")
 
 
 @main.command()

@@ -35,6 +35,7 @@ class Rate:
     burst: int = 1
     per_target_per_second: float | None = None
     per_target_burst: int = 1
+    concurrency: int = 1  # sends in flight per target: rate x latency, to run at the rate, not under it
 
     def overridden(self, settings: RateSettings | None) -> Rate:
         """This rate with what a channel's `rate:` block in schedules.yaml sets."""

@@ -9,10 +9,14 @@ ones, because a typo there would silently post nowhere.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+if TYPE_CHECKING:
+    from outreach.windows import Pacing
 
 Language = Literal["vi", "en"]
 LANGUAGES: tuple[Language, ...] = ("vi", "en")
@@ -43,6 +47,7 @@ class RateSettings(Strict):
     burst: int | None = Field(default=None, ge=1)
     per_target_per_second: float | None = Field(default=None, gt=0)
     per_target_burst: int | None = Field(default=None, ge=1)
+    concurrency: int | None = Field(default=None, ge=1, le=1000)
 
 
 class ChannelSettings(Strict):
@@ -54,6 +59,32 @@ class ChannelSettings(Strict):
     # Overrides the platform's own limit (e.g. to keep Facebook posts short).
     max_text: int | None = Field(default=None, ge=80)
     rate: RateSettings | None = None
+    # When posts may go out, in the install's time zone: "Mon-Fri 07:30-11:30"; none: any time.
+    windows: list[str] = []
+    max_per_day: int | None = Field(default=None, ge=1)  # per target, per local day
+    min_gap_minutes: float | None = Field(default=None, gt=0)  # between two posts on one target
+    skip_holidays: bool = False  # no posts on Vietnam's public holidays (and `holidays.extra`)
+
+    @field_validator("windows")
+    @classmethod
+    def _parse_windows(cls, value: list[str]) -> list[str]:
+        from outreach.windows import parse_window
+
+        for text in value:
+            parse_window(text)  # a ValueError names the window and what is wrong
+        return value
+
+    def pacing(self) -> Pacing:
+        """These settings as the dispatcher applies them."""
+        from outreach.windows import Pacing, parse_window
+
+        gap = timedelta(minutes=self.min_gap_minutes) if self.min_gap_minutes else None
+        return Pacing(
+            windows=tuple(parse_window(text) for text in self.windows),
+            skip_holidays=self.skip_holidays,
+            max_per_day=self.max_per_day,
+            min_gap=gap,
+        )
 
 
 class OutboxSettings(Strict):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -90,6 +91,19 @@ class Fetch(Strict):
     user_agent: str = "outreach/0.1 (+portal feed reader)"
 
 
+class HolidaySettings(Strict):
+    """Days no channel with `skip_holidays` posts: the country's public holidays plus extra dates."""
+
+    country: str = "VN"
+    extra: list[date] = []  # the government's yearly swap days, and other days off
+
+
+class DispatchSettings(Strict):
+    """How the dispatcher treats a crash: a `sending` row older than the lease was interrupted."""
+
+    sending_lease_seconds: float = Field(default=300, gt=0)
+
+
 class Schedule(Strict):
     """The whole of `schedules.yaml`, version 1."""
 
@@ -100,6 +114,10 @@ class Schedule(Strict):
     channels: Channels = Channels()  # checked per platform by `validate_channels`
     tracker: Tracker
     fetch: Fetch = Fetch()
+    # Government use: nothing goes out before someone other than its creator approves it.
+    require_approval: bool = True
+    holidays: HolidaySettings = HolidaySettings()
+    dispatch: DispatchSettings = DispatchSettings()
 
     @field_validator("timezone")
     @classmethod

@@ -9,12 +9,13 @@ empty, damaged or out of reach is refused at open with one line that names it.
 from __future__ import annotations
 
 import enum
+import fcntl
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
@@ -123,6 +124,36 @@ def known_revisions() -> set[str]:
     return {script.revision for script in ScriptDirectory(str(MIGRATIONS)).walk_revisions()}
 
 
+MIGRATION_LOCK = 0x6F757472  # "outr": the advisory lock id for migrations on PostgreSQL
+
+
+@contextmanager
+def migration_lock(engine: Engine) -> Iterator[None]:
+    """Only one process migrates a database at a time; the others wait, then find it done.
+
+    PostgreSQL: a session advisory lock. SQLite: an exclusive lock on a file beside
+    the database (SQLite's own locks would make the second `init` fail, not wait).
+    """
+    path = sqlite_path(engine.url.render_as_string(hide_password=False))
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as connection:
+            connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK})
+            try:
+                yield
+            finally:
+                connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK})
+                connection.commit()
+    elif path is not None:
+        with path.with_name(path.name + ".lock").open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+    else:
+        yield
+
+
 def migrate(engine: Engine) -> bool:
     """Bring the schema to the newest revision; True when anything was applied."""
     if current_revision(engine) == head_revision():
@@ -151,6 +182,8 @@ class Store:
         is created or changed unless `access` allows it.
         """
         path = sqlite_path(url)
+        if path is not None:
+            sqlite_files.check_header(path)
         if path is not None and access is not Access.create:
             sqlite_files.check_exists(path)
             if access is Access.read:
@@ -164,7 +197,12 @@ class Store:
         store = cls(engine, url)
         try:
             with store.translated_errors():
-                store._check_schema(access)
+                if access is Access.create:
+                    # Two `init`s at once: the second waits, then finds the schema done.
+                    with migration_lock(engine):
+                        store._check_schema(access)
+                else:
+                    store._check_schema(access)
         except BaseException:
             store.close()
             raise
@@ -175,7 +213,7 @@ class Store:
         self.revision_at_open = self.revision = revision
         where = describe(self.url)
         if revision is None:
-            foreign = sorted(inspect(self.engine).get_table_names())
+            foreign = sorted(set(inspect(self.engine).get_table_names()) - {"alembic_version"})
             if foreign:
                 shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
                 raise NotInitialised(f"{where} holds tables that are not outreach's ({shown}): choose another database")
@@ -186,7 +224,8 @@ class Store:
                 f"{where} is at schema {revision}, newer than this outreach knows ({head}): upgrade outreach"
             )
         if revision != head:
-            if access is Access.read:
+            if access is not Access.create:
+                # Only `init` migrates, under a lock: two services starting at once upgrade once.
                 raise NotInitialised(
                     f"{where} is at schema {revision}, this outreach needs {head}: run `outreach init`"
                 )

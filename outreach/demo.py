@@ -23,14 +23,15 @@ from rich.panel import Panel
 from sqlalchemy import select
 
 from outreach import config
-from outreach.campaigns import create_campaign, queue_campaign
+from outreach.campaigns import CampaignRequest, approve_campaign, create_campaign
 from outreach.channel import ChannelLimits
 from outreach.channel_config import OutboxSettings
 from outreach.db import Access, Store
-from outreach.dispatch import send_once
+from outreach.dispatch import plan_for, send_once
 from outreach.ingest import poll_sources
+from outreach.lifecycle import Actor
 from outreach.links import short_url
-from outreach.models import Delivery, Item
+from outreach.models import CampaignStatus, Delivery, Item
 from outreach.packaged import SAMPLES
 from outreach.render import Renderer
 from outreach.report_view import print_report
@@ -48,6 +49,8 @@ PREVIEWER = "TelegramBot (like TwitterBot)"
 TEMP_PREFIX = "outreach-demo-"
 MARKER = ".outreach-demo"
 STALE_AFTER = 60.0  # seconds; a whole demo takes a few
+CREATOR = Actor("demo", "Nguyễn Thị Lan")  # communications staff
+APPROVER = Actor("demo", "Trần Văn Minh")  # the office's deputy head
 
 
 def demo_settings(settings: config.Settings, folder: Path, tracker_url: str) -> config.Settings:
@@ -63,7 +66,12 @@ def demo_settings(settings: config.Settings, folder: Path, tracker_url: str) -> 
             "allowed_domains": sorted({*schedule.tracker.allowed_domains, SAMPLE_DOMAIN}),
         }
     )
-    channels = schedule.channels.model_copy(update={"outbox": OutboxSettings(dir=folder / "outbox")})
+    # The emulators take posts at any hour: the user's windows, caps and gaps apply in real use only.
+    unpaced: dict[str, object] = {"windows": [], "max_per_day": None, "min_gap_minutes": None, "skip_holidays": False}
+    platforms = {name: block.model_copy(update=unpaced) for name, block in schedule.channels.platforms.items()}
+    channels = schedule.channels.model_copy(
+        update={"outbox": OutboxSettings(dir=folder / "outbox"), "platforms": platforms}
+    )
     return replace(
         settings,
         schedule=schedule.model_copy(update={"sources": sources, "tracker": tracker, "channels": channels}),
@@ -172,7 +180,7 @@ def run_demo(
             local = platforms.point(demo_settings(settings, folder, server.url), wiring.token_variable)
             _ingest(store, local, out)
             _campaigns(store, local, wiring, out)
-            _deliver(store, wiring.connect(local), platforms, out)
+            _deliver(store, local, wiring.connect(local), platforms, out)
             _click(store, local, out, server.url)
         out.rule("[b]report")
         with store.translated_errors(), store.sessions() as session:
@@ -205,21 +213,28 @@ def _ingest(store: Store, settings: config.Settings, out: Console) -> None:
 
 def _campaigns(store: Store, settings: config.Settings, wiring: Wiring, out: Console) -> None:
     out.rule("2. campaigns: one per business topic, plus English news for investors")
+    out.print(f"  created by {CREATOR.name}, approved by {APPROVER.name} (two people, as schedules.yaml requires)")
     renderer = Renderer(settings.schedule, wiring.limits, settings.templates_dir)
     table = fitted_table("id", "lang", "topics", "posts", "title", wide="title", wrap={"topics"}, right={"id", "posts"})
     for item in pick_items(store, {"vi": 5, "en": 2}):
         with store.sessions.begin() as session:
-            made = create_campaign(session, settings, item.id, "demo")
-            deliveries = queue_campaign(session, settings, renderer, made.id)
+            made = create_campaign(session, settings, renderer, CampaignRequest(item_ids=(item.id,)), CREATOR)
+            deliveries = (
+                approve_campaign(session, settings, renderer, made.id, APPROVER)
+                if made.status is CampaignStatus.draft
+                else session.scalars(select(Delivery).where(Delivery.campaign_id == made.id)).all()
+            )
             table.add_row(str(made.id), item.language, ", ".join(item.topics), str(len(deliveries)), item.title)
     out.print(table)
 
 
-def _deliver(store: Store, routing: Routing, platforms: EmulatedPlatforms, out: Console) -> None:
+def _deliver(
+    store: Store, settings: config.Settings, routing: Routing, platforms: EmulatedPlatforms, out: Console
+) -> None:
     out.rule("3. deliver: Facebook and Telegram through their emulators, one target to the outbox")
     for route in routing:
         out.print(f"  {route}", soft_wrap=True, markup=False)
-    report = asyncio.run(send_once(store, routing))
+    report = asyncio.run(send_once(store, routing, plan=plan_for(settings)))
     out.print(f"  sent {report.sent}, failed {report.failed}")
     shown = platforms.first_posts()
     with store.sessions() as session:

@@ -73,7 +73,12 @@ class Base(DeclarativeBase):
     """Declarative base with the project's naming convention and time type."""
 
     metadata = MetaData(naming_convention=NAMING)
-    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime(), dict[str, Any]: JSON(), list[str]: JSON()}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UTCDateTime(),
+        dict[str, Any]: JSON(),
+        list[str]: JSON(),
+        list[int]: JSON(),
+    }
 
 
 class CampaignStatus(enum.StrEnum):
@@ -86,6 +91,7 @@ class CampaignStatus(enum.StrEnum):
     done = "done"
     done_with_errors = "done_with_errors"
     cancelled = "cancelled"
+    rejected = "rejected"  # a second person said no: kept, with the reason in the audit trail
 
 
 class DeliveryStatus(enum.StrEnum):
@@ -159,13 +165,28 @@ class Item(Base):
     source: Mapped[Source] = relationship()
 
 
+class CampaignKind(enum.StrEnum):
+    """What a campaign announces: one item, several items as a digest, or a staff message."""
+
+    item = "item"
+    digest = "digest"
+    message = "message"
+
+
 class Campaign(Base):
     """What to announce, where, and how far along it is."""
 
     __tablename__ = "campaigns"
+    # A rule makes at most one campaign per item, however often the item is seen again.
+    __table_args__ = (UniqueConstraint("rule", "item_id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[CampaignKind] = mapped_column(_enum(CampaignKind), default=CampaignKind.item)
     item_id: Mapped[int | None] = mapped_column(ForeignKey("items.id", ondelete="RESTRICT"))
+    item_ids: Mapped[list[int]] = mapped_column(default=list)  # a digest's items, in order
+    body: Mapped[str | None] = mapped_column(Text)  # a staff message's text
+    url: Mapped[str | None] = mapped_column(Text)  # the portal page a staff message links to
+    rule: Mapped[str | None] = mapped_column(String(120))  # the rule that made it, if any
     title: Mapped[str] = mapped_column(Text)
     channels: Mapped[list[str]] = mapped_column(default=list)
     language: Mapped[str] = mapped_column(String(8))
@@ -173,8 +194,10 @@ class Campaign(Base):
     status: Mapped[CampaignStatus] = mapped_column(_enum(CampaignStatus), default=CampaignStatus.draft)
     scheduled_at: Mapped[datetime | None]
     created_by: Mapped[str] = mapped_column(String(120))
+    created_as: Mapped[str | None] = mapped_column(String(120))  # the name given with --as, if any
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     approved_by: Mapped[str | None] = mapped_column(String(120))
+    approved_as: Mapped[str | None] = mapped_column(String(120))
     approved_at: Mapped[datetime | None]
 
     item: Mapped[Item | None] = relationship()
@@ -241,3 +264,37 @@ class Click(Base):
     ip_hash: Mapped[str | None] = mapped_column(String(64))
     user_agent: Mapped[str | None] = mapped_column(String(255))
     referrer_host: Mapped[str | None] = mapped_column(String(255))
+
+
+class AuditEntry(Base):
+    """One state change of a campaign, a delivery or a channel: when, who, from, to, why.
+
+    `actor` is the OS login (or "system" for the runner); `acting_as` the name given
+    with --as / OUTREACH_STAFF, kept apart so a name typed on a shared account is
+    never the only evidence.
+    """
+
+    __tablename__ = "audit"
+    __table_args__ = (Index("ix_audit_campaign_at", "campaign_id", "at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    entity: Mapped[str] = mapped_column(String(16))  # campaign, delivery, channel
+    entity_id: Mapped[str] = mapped_column(String(300))
+    campaign_id: Mapped[int | None] = mapped_column(Integer)
+    from_state: Mapped[str | None] = mapped_column(String(24))
+    to_state: Mapped[str] = mapped_column(String(24))
+    actor: Mapped[str] = mapped_column(String(120))
+    acting_as: Mapped[str | None] = mapped_column(String(120))
+    note: Mapped[str | None] = mapped_column(Text)
+
+
+class ChannelPause(Base):
+    """A target (or a whole channel, target "*") whose token was refused: nothing goes until resumed."""
+
+    __tablename__ = "channel_pauses"
+
+    channel: Mapped[str] = mapped_column(String(40), primary_key=True)
+    target: Mapped[str] = mapped_column(String(255), primary_key=True)
+    reason: Mapped[str] = mapped_column(Text)
+    since: Mapped[datetime] = mapped_column(default=utcnow)

@@ -69,14 +69,24 @@ class CampaignView:
 
 
 @dataclass(frozen=True)
-class PostContext:
-    """Everything a post template may use."""
+class DigestEntry:
+    """One item of a digest, with its own tracked link."""
 
     item: ItemView
+    link: str
+
+
+@dataclass(frozen=True)
+class PostContext:
+    """Everything a post template may use (`item` for one item, `items` for a digest, `message` for staff text)."""
+
+    item: ItemView | None
     topics: Sequence[TopicView]
     link: str
     campaign: CampaignView
     language: str
+    items: Sequence[DigestEntry] = ()
+    message: str | None = None
 
 
 def visible_length(text: str, markup: str) -> int:
@@ -175,22 +185,24 @@ class Renderer:
         compiled = self.template(channel, template, context.language)
         limits = self.limits(channel)
 
-        def draw(item: ItemView) -> Rendered:
+        def draw(shown: PostContext) -> Rendered:
             try:
                 module = compiled.make_module(
                     {
-                        "item": item,
-                        "topics": context.topics,
-                        "link": context.link,
-                        "campaign": context.campaign,
-                        "language": context.language,
+                        "item": shown.item,
+                        "items": shown.items,
+                        "message": shown.message,
+                        "topics": shown.topics,
+                        "link": shown.link,
+                        "campaign": shown.campaign,
+                        "language": shown.language,
                     }
                 )
             except jinja2.UndefinedError as exc:
                 raise RenderError(f"{name}: {exc.message}") from None
             return Rendered(str(module).strip(), photo=bool(getattr(module, "photo", False)))
 
-        return _fit(draw, context.item, limits, name)
+        return _fit(draw, context, limits, name)
 
 
 @dataclass(frozen=True)
@@ -201,15 +213,24 @@ class Rendered:
     photo: bool = False
 
 
-def _fit(draw: Callable[[ItemView], Rendered], item: ItemView, limits: ChannelLimits, name: str) -> Rendered:
-    """Shorten the summary, then the title, until the drawn text fits the limit."""
-    drawn = draw(item)
-    for field in ("summary", "title"):
-        while (over := visible_length(drawn.text, limits.markup) - limits.max_text) > 0 and getattr(item, field):
-            current: str = getattr(item, field)
-            shorter: dict[str, Any] = {field: shorten(current, len(current) - over)}
-            item = replace(item, **shorter)
-            drawn = draw(item)
-    if visible_length(drawn.text, limits.markup) > limits.max_text:
-        raise RenderError(f"{name}: text without summary and title is still over {limits.max_text} characters")
+def _fit(draw: Callable[[PostContext], Rendered], context: PostContext, limits: ChannelLimits, name: str) -> Rendered:
+    """Shorten the summary, then the title (a digest: drop its summaries), until the text fits the limit."""
+    drawn = draw(context)
+
+    def over() -> int:
+        return visible_length(drawn.text, limits.markup) - limits.max_text
+
+    if context.item is not None:
+        item = context.item
+        for field in ("summary", "title"):
+            while (excess := over()) > 0 and getattr(item, field):
+                current: str = getattr(item, field)
+                shorter: dict[str, Any] = {field: shorten(current, len(current) - excess)}
+                item = replace(item, **shorter)
+                drawn = draw(replace(context, item=item))
+    if over() > 0 and any(entry.item.summary for entry in context.items):
+        entries = [replace(entry, item=replace(entry.item, summary="")) for entry in context.items]
+        drawn = draw(replace(context, items=entries))
+    if over() > 0:
+        raise RenderError(f"{name}: the text is over {limits.max_text} characters even shortened")
     return drawn

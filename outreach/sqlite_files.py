@@ -41,6 +41,22 @@ def check_exists(path: Path) -> None:
         raise NotInitialised(f"no database at {path}: run `outreach init` (or check --db and --config)")
 
 
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def check_header(path: Path) -> None:
+    """An existing, non-empty file must be a SQLite database: anything else is left untouched."""
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(len(SQLITE_HEADER))
+    except FileNotFoundError:
+        return
+    except OSError:
+        return  # unreadable: opening it says why, naming it
+    if head and head != SQLITE_HEADER:
+        raise Unusable(f"{path} is not an outreach database, or it is damaged (file is not a database)")
+
+
 def check_writable(path: Path) -> None:
     """Both the file and its folder (for `-wal` and `-shm`) must be writable to us."""
     # Checked before any work: a write refused halfway through a command is worse.

@@ -21,10 +21,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from sqlalchemy.orm import Session
 
 from channels import SETTINGS_MODELS
 from outreach.config import Settings, load_settings
 from outreach.db import Access, Store
+from outreach.models import Delivery
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_URL = os.environ.get("OUTREACH_TEST_PG_URL")
@@ -175,6 +177,19 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
         return load_settings(path, url, templates_dir, env=env or {}, channel_models=SETTINGS_MODELS)
 
     return build
+
+
+def announce(session: Session, settings: Settings, item_id: int, channels: tuple[str, ...] = ()) -> list[Delivery]:
+    """Create a campaign for an item (as "tester") and approve it (as someone else): its deliveries."""
+    from channels import LIMITS
+    from outreach.campaigns import CampaignRequest, approve_campaign, create_campaign
+    from outreach.lifecycle import Actor
+    from outreach.render import Renderer
+
+    renderer = Renderer(settings.schedule, LIMITS)
+    request = CampaignRequest(item_ids=(item_id,), channels=channels)
+    campaign = create_campaign(session, settings, renderer, request, Actor("tester"))
+    return approve_campaign(session, settings, renderer, campaign.id, Actor("tester", "Approver"))
 
 
 # --- a real HTTP server for feeds --------------------------------------------

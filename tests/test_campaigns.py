@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from channels import LIMITS
-from outreach.campaigns import PREVIEW_CODE, CampaignError, create_campaign, preview_campaign, queue_campaign
+from outreach.campaigns import (
+    PREVIEW_CODE,
+    CampaignError,
+    CampaignRequest,
+    approve_campaign,
+    create_campaign,
+    preview_campaign,
+)
 from outreach.config import Settings
 from outreach.db import Store
 from outreach.ingest import poll_sources
+from outreach.lifecycle import Actor, TransitionRefused
 from outreach.links import short_url
 from outreach.models import Campaign, CampaignStatus, Delivery, DeliveryStatus, Item, Link
 from outreach.render import Renderer
@@ -56,15 +65,25 @@ def item_id(store: Store, guid: str) -> int:
     return found
 
 
+CREATOR, APPROVER = Actor("tester"), Actor("tester", "Approver")
+
+
+def create(
+    session: Session, settings: Settings, item: int, channels: Sequence[str] = (), force: bool = False
+) -> Campaign:
+    request = CampaignRequest(item_ids=(item,), channels=tuple(channels), force=force)
+    return create_campaign(session, settings, Renderer(settings.schedule, LIMITS), request, CREATOR)
+
+
 def new_campaign(store: Store, settings: Settings, guid: str, channels: tuple[str, ...] = ()) -> int:
     with store.sessions.begin() as session:
-        return create_campaign(session, settings, item_id(store, guid), "tester", channels).id
+        return create(session, settings, item_id(store, guid), channels).id
 
 
 def queue(store: Store, settings: Settings, campaign_id: int) -> list[tuple[str, str, str]]:
-    """Queue the campaign and return (channel, target, link code) of what it added."""
+    """Approve the campaign (it is queued) and return (channel, target, link code) of what it added."""
     with store.sessions.begin() as session:
-        created = queue_campaign(session, settings, Renderer(settings.schedule, LIMITS), campaign_id)
+        created = approve_campaign(session, settings, Renderer(settings.schedule, LIMITS), campaign_id, APPROVER)
         return [(d.channel, d.target, d.link_code or "") for d in created]
 
 
@@ -92,7 +111,7 @@ def test_create_campaign_for_an_unknown_item(
 ) -> None:
     settings = ingest(store, make_settings, feed_server)
     with store.sessions() as session, pytest.raises(CampaignError, match="no item with id 999999"):
-        create_campaign(session, settings, 999_999, "tester")
+        create(session, settings, 999_999)
 
 
 def test_create_campaign_on_a_channel_not_enabled(
@@ -105,9 +124,9 @@ def test_create_campaign_on_a_channel_not_enabled(
         with pytest.raises(
             CampaignError, match=r"channel\(s\) telegram_channel not enabled in .*schedules\.yaml \(enabled: facebook\)"
         ):
-            create_campaign(session, settings, item_id(store, "vi-1"), "tester", ["facebook", "telegram_channel"])
+            create(session, settings, item_id(store, "vi-1"), ["facebook", "telegram_channel"])
         with pytest.raises(CampaignError, match="zalo"):
-            create_campaign(session, settings, item_id(store, "vi-1"), "tester", ["zalo"])
+            create(session, settings, item_id(store, "vi-1"), ["zalo"])
         assert session.scalar(select(func.count()).select_from(Campaign)) == 0
 
 
@@ -120,7 +139,7 @@ def test_create_campaign_refuses_an_item_off_the_portal(
         store.sessions() as session,
         pytest.raises(CampaignError, match=rf"item {off}: example\.com is not in tracker\.allowed_domains"),
     ):
-        create_campaign(session, settings, off, "tester")
+        create(session, settings, off)
 
 
 # --- queueing ----------------------------------------------------------------
@@ -172,14 +191,15 @@ def test_queue_makes_one_delivery_per_target_taking_the_language(
             assert item.title in delivery.text
 
 
-def test_queueing_twice_adds_nothing(
+def test_approving_twice_is_refused_and_adds_nothing(
     store: Store, make_settings: Callable[..., Settings], feed_server: FeedServer
 ) -> None:
     settings = ingest(store, make_settings, feed_server)
     campaign_id = new_campaign(store, settings, "vi-1")
     first = queue(store, settings, campaign_id)
     assert len(first) == 2
-    assert queue(store, settings, campaign_id) == []
+    with pytest.raises(TransitionRefused, match=f"campaign {campaign_id} is scheduled: it cannot become approved"):
+        queue(store, settings, campaign_id)
     with store.sessions() as session:
         assert session.scalar(select(func.count()).select_from(Delivery)) == 2
         assert session.scalar(select(func.count()).select_from(Link)) == 2
@@ -213,14 +233,14 @@ def test_database_rejects_a_second_copy_of_a_delivery(
         assert rows[0].text != "copy"
 
 
-def test_queue_refuses_a_finished_campaign(
+def test_approval_refuses_a_cancelled_campaign(
     store: Store, make_settings: Callable[..., Settings], feed_server: FeedServer
 ) -> None:
     settings = ingest(store, make_settings, feed_server)
     campaign_id = new_campaign(store, settings, "vi-1")
     with store.sessions.begin() as session:
         session.get_one(Campaign, campaign_id).status = CampaignStatus.cancelled
-    with pytest.raises(CampaignError, match=f"campaign {campaign_id} is cancelled"):
+    with pytest.raises(TransitionRefused, match=f"campaign {campaign_id} is cancelled: it cannot become approved"):
         queue(store, settings, campaign_id)
     with pytest.raises(CampaignError, match="no campaign with id 424242"):
         queue(store, settings, 424_242)
@@ -251,7 +271,7 @@ def test_create_refuses_a_channel_without_a_target_for_the_language(
         pytest.raises(CampaignError, match="channel telegram_channel has no target taking language 'en'"),
         store.sessions.begin() as session,
     ):
-        create_campaign(session, settings, item_id(store, "en-1"), "tester")
+        create(session, settings, item_id(store, "en-1"))
 
 
 def test_an_item_announced_on_a_channel_is_refused_again_unless_forced(
@@ -263,16 +283,16 @@ def test_an_item_announced_on_a_channel_is_refused_again_unless_forced(
         pytest.raises(CampaignError, match=f"already has campaign {first} \\(draft\\) on facebook; use --force"),
         store.sessions.begin() as session,
     ):
-        create_campaign(session, settings, item_id(store, "vi-1"), "tester")
+        create(session, settings, item_id(store, "vi-1"))
     assert new_campaign(store, settings, "vi-1", ("telegram_channel",)) != first  # another channel is fine
     with store.sessions.begin() as session:
-        again = create_campaign(session, settings, item_id(store, "vi-1"), "tester", ["facebook"], force=True)
+        again = create(session, settings, item_id(store, "vi-1"), ["facebook"], force=True)
         assert again.id not in (first,)
     with store.sessions.begin() as session:
         session.get_one(Campaign, first).status = CampaignStatus.cancelled
     # a cancelled campaign does not count; the forced one does
     with store.sessions.begin() as session, pytest.raises(CampaignError, match=f"already has campaign {again.id}"):
-        create_campaign(session, settings, item_id(store, "vi-1"), "tester", ["facebook"])
+        create(session, settings, item_id(store, "vi-1"), ["facebook"])
 
 
 # --- previewing --------------------------------------------------------------
@@ -286,7 +306,7 @@ def test_preview_renders_each_channel_with_a_placeholder_link(
     placeholder = short_url(settings.schedule.tracker.public_url, PREVIEW_CODE)
     with store.sessions() as session:
         previews = preview_campaign(
-            settings, Renderer(settings.schedule, LIMITS), session.get_one(Campaign, campaign_id)
+            session, settings, Renderer(settings.schedule, LIMITS), session.get_one(Campaign, campaign_id)
         )
     assert [(p.channel, p.targets) for p in previews] == [
         ("facebook", ["quangngai.gov.vn"]),

@@ -67,9 +67,16 @@ COMMANDS = [
     ["items", "list"],
     ["campaign"],
     ["campaign", "create"],
-    ["campaign", "queue"],
+    ["campaign", "approve"],
+    ["campaign", "reject"],
+    ["campaign", "cancel"],
+    ["campaign", "retry"],
+    ["campaign", "settle"],
+    ["campaign", "show"],
     ["campaign", "preview"],
     ["campaign", "list"],
+    ["channel"],
+    ["channel", "resume"],
     ["send"],
     ["tracker"],
     ["report"],
@@ -85,7 +92,7 @@ def test_help(command: list[str]) -> None:
 
 
 @pytest.mark.parametrize(
-    "command", [c for c in COMMANDS if c in ([], ["sources"], ["items"], ["campaign"], ["config"])]
+    "command", [c for c in COMMANDS if c in ([], ["sources"], ["items"], ["campaign"], ["config"], ["channel"])]
 )
 def test_every_one_line_help_fits_without_being_cut(command: list[str]) -> None:
     listing = CliRunner().invoke(main, [*command, "--help"], env={"COLUMNS": "80"}).output
@@ -134,8 +141,8 @@ def test_config_check_says_a_token_set_means_the_platform(tmp_path: Path, config
 
 
 def test_whole_pipeline_through_the_cli(run: Run, tmp_path: Path) -> None:
-    assert run("init").output == f"database {tmp_path / 'cli.db'}: schema 0002 (created)\n"
-    assert run("init").output == f"database {tmp_path / 'cli.db'}: schema 0002 (up to date)\n"
+    assert run("init").output == f"database {tmp_path / 'cli.db'}: schema 0003 (created)\n"
+    assert run("init").output == f"database {tmp_path / 'cli.db'}: schema 0003 (up to date)\n"
     assert table_rows(run("sources", "poll").output) == [["portal", "16", "16", "ok"]]
     assert table_rows(run("sources", "poll").output) == [["portal", "0", "16", "ok"]]
     sources = run("sources", "list").output.splitlines()
@@ -151,8 +158,10 @@ def test_whole_pipeline_through_the_cli(run: Run, tmp_path: Path) -> None:
     assert "facebook → quangngai.gov.vn" in preview
     assert "telegram_channel → @quangngai_doanhnghiep" in preview
     assert "/r/PREVIEWxx" in preview
-    assert run("campaign", "queue", "1").output == "campaign 1: 2 new deliveries queued\n"
-    assert run("campaign", "queue", "1").output == "campaign 1: 0 new deliveries queued\n"
+    approved = run("--as", "Trần Văn Minh", "campaign", "approve", "1").output
+    assert approved.startswith("campaign 1 approved by Trần Văn Minh (login ")
+    assert ": 2 deliveries scheduled for 20" in approved
+    assert "second approval" not in run("--as", "Trần Văn Minh", "campaign", "approve", "1", expect=1).output
     assert run("send").output.splitlines()[-1] == "sent 2, retrying 0, failed 0, skipped 0, unknown 0"
     assert run("send").output.splitlines()[-1] == "sent 0, retrying 0, failed 0, skipped 0, unknown 0"
     files = sorted((tmp_path / "outbox").rglob("*.txt"))
@@ -174,11 +183,12 @@ def test_whole_pipeline_through_the_cli(run: Run, tmp_path: Path) -> None:
 def test_status_names_the_config_and_database_and_counts(run: Run, tmp_path: Path, config_file: Path) -> None:
     run("init")
     run("sources", "poll")
-    run("campaign", "create", "--item", "1", "--channels", "facebook", "--queue")
+    run("campaign", "create", "--item", "1", "--channels", "facebook")
+    run("--as", "Approver", "campaign", "approve", "1")
     output = run("status").output.splitlines()
     lines = {line[:11].strip(): line[11:] for line in output if line[:11].strip()}
     assert lines["config"] == str(config_file)
-    assert lines["database"] == f"{tmp_path / 'cli.db'} (schema 0002)"
+    assert lines["database"] == f"{tmp_path / 'cli.db'} (schema 0003)"
     assert lines["items"].startswith("16 (last poll 20")
     assert lines["campaigns"] == "1: 1 scheduled"
     assert lines["deliveries"] == "1: 1 pending"
@@ -193,8 +203,9 @@ def test_status_names_the_config_and_database_and_counts(run: Run, tmp_path: Pat
 def test_one_delivery_is_one_delivery(run: Run) -> None:
     run("init")
     run("sources", "poll")
-    output = run("campaign", "create", "--item", "1", "--channels", "facebook", "--queue").output
-    assert output.splitlines()[1] == "campaign 1 queued: 1 delivery"
+    run("campaign", "create", "--item", "1", "--channels", "facebook")
+    output = run("--as", "Approver", "campaign", "approve", "1").output
+    assert ": 1 delivery scheduled for " in output
 
 
 def test_campaign_errors_exit_1(run: Run) -> None:
@@ -286,7 +297,8 @@ def test_tracker_command_serves_redirects_and_names_its_database(run: Run, tmp_p
     db = tmp_path / "cli.db"
     run("init")
     run("sources", "poll")
-    run("campaign", "create", "--item", "1", "--channels", "facebook", "--queue")
+    run("campaign", "create", "--item", "1", "--channels", "facebook")
+    run("--as", "Approver", "campaign", "approve", "1")
     with sqlite3.connect(db) as connection:
         code, destination = connection.execute("SELECT code, destination FROM links").fetchone()
     port = free_port()
@@ -310,7 +322,7 @@ def test_tracker_command_serves_redirects_and_names_its_database(run: Run, tmp_p
         server.terminate()
         _, err = server.communicate(timeout=10)
     assert "OUTREACH_CLICK_SALT is not set" in err
-    assert f"tracker: database {db} (schema 0002)" in err
+    assert f"tracker: database {db} (schema 0003)" in err
     assert f"tracker: links https://go.quangngai.gov.vn/r/CODE, served on 127.0.0.1:{port}" in err
 
 

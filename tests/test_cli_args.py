@@ -42,8 +42,23 @@ RANGE = "is not in the range 1<=x<=2147483647"
         (["campaign", "create", "--item", "99999999999999999999999"], f"'--item': 99999999999999999999999 {RANGE}"),
         (["campaign", "create", "--item", "0"], f"Invalid value for '--item': 0 {RANGE}"),
         (["campaign", "preview", "2147483648"], f"Invalid value for 'CAMPAIGN_ID': 2147483648 {RANGE}"),
-        (["campaign", "queue", "-1"], "No such option '-1'"),
-        (["campaign", "queue", "--", "-1"], f"Invalid value for 'CAMPAIGN_ID': -1 {RANGE}"),
+        (["campaign", "approve", "-1"], "No such option '-1'"),
+        (["campaign", "approve", "--", "-1"], f"Invalid value for 'CAMPAIGN_ID': -1 {RANGE}"),
+        (["campaign", "show", "0"], f"Invalid value for 'CAMPAIGN_ID': 0 {RANGE}"),
+        (["campaign", "settle", "1", "--delivery", "0", "--sent"], f"Invalid value for '--delivery': 0 {RANGE}"),
+        (["campaign", "settle", "1", "--delivery", "2"], "Error: Missing option '--sent'."),
+        (["campaign", "reject", "1"], "Missing option '--reason'"),
+        (
+            ["campaign", "create", "--item", "1", "--items", "1,2"],
+            "give exactly one of --item, --items, --message-file",
+        ),
+        (["campaign", "create"], "give exactly one of --item, --items, --message-file"),
+        (["campaign", "create", "--items", "1,x"], "Invalid value for '--items': '1,x': ids are numbers"),
+        (
+            ["campaign", "create", "--item", "1", "--at", "tomorrow"],
+            "Invalid value for '--at': 'tomorrow' is not a time like 2026-12-01 08:00",
+        ),
+        (["campaign", "list", "--status", "finished"], "Invalid value for '--status': 'finished' is not one of"),
         (["items", "list", "--limit", "0"], f"Invalid value for '--limit': 0 {RANGE}"),
         (["items", "list", "--limit", "-5"], f"Invalid value for '--limit': -5 {RANGE}"),
         (["campaign", "list", "--limit", "0"], f"Invalid value for '--limit': 0 {RANGE}"),
@@ -104,7 +119,7 @@ def test_an_unknown_template_is_refused_at_create(conf: Path, tmp_path: Path) ->
     assert result.exit_code == 2, result.output
     output = " ".join(result.output.split())
     assert "Invalid value for '--template': no template 'postt' for facebook in vi" in output
-    assert "facebook has: post)" in output
+    assert "facebook has: digest, message, post)" in output
     listed = CliRunner().invoke(main, ["--config", str(conf), "--db", db, "campaign", "list"])
     assert listed.exit_code == 0, listed.output
     assert [line for line in listed.output.splitlines() if line.startswith("│")] == [], "no campaign may be made"
@@ -123,12 +138,12 @@ def test_a_missing_template_named_in_the_config_is_a_config_error(conf: Path, tm
     for command in (["init"], ["sources", "poll", "portal"]):
         assert CliRunner().invoke(main, ["--config", str(conf), "--db", db, *command]).exit_code == 0
     data = yaml.safe_load(conf.read_text(encoding="utf-8"))
-    data["channels"]["facebook"]["template"] = "digest"
+    data["channels"]["facebook"]["template"] = "digset"
     conf.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     result = CliRunner().invoke(main, ["--config", str(conf), "--db", db, "campaign", "create", "--item", "1"])
     assert result.exit_code == 2
     assert result.output.startswith(
-        f"config error: {conf}: channels.facebook.template: no template 'digest' for facebook"
+        f"config error: {conf}: channels.facebook.template: no template 'digset' for facebook"
     )
     assert "--template" not in result.output
 

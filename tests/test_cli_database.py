@@ -65,11 +65,11 @@ def test_the_default_database_is_beside_the_config_wherever_the_command_runs(
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
     expected = conf.parent / "outreach.db"
-    assert cli("--config", str(conf), "init", expect=0).output == f"database {expected}: schema 0002 (created)\n"
+    assert cli("--config", str(conf), "init", expect=0).output == f"database {expected}: schema 0003 (created)\n"
     cli("--config", str(conf), "sources", "poll", expect=0)
     monkeypatch.chdir(tmp_path)
     status = cli("--config", str(conf), "status", expect=0).output
-    assert f"database   {expected} (schema 0002)" in status
+    assert f"database   {expected} (schema 0003)" in status
     assert "items      16 " in status
     assert list(elsewhere.iterdir()) == []
     assert not (tmp_path / "outreach.db").exists()
@@ -82,7 +82,7 @@ def test_the_database_url_in_a_dotenv_beside_the_config_is_read_from_there(
     (conf.parent / ".env").write_text("OUTREACH_DATABASE_URL=sqlite:///data/portal.db\n", encoding="utf-8")
     monkeypatch.chdir(tmp_path)
     output = cli("--config", str(conf), "init", expect=0).output
-    assert output == f"database {conf.parent / 'data' / 'portal.db'}: schema 0002 (created)\n"
+    assert output == f"database {conf.parent / 'data' / 'portal.db'}: schema 0003 (created)\n"
 
 
 def test_a_relative_db_option_is_read_from_the_current_folder(
@@ -90,7 +90,7 @@ def test_a_relative_db_option_is_read_from_the_current_folder(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     output = cli("--config", str(conf), "--db", "sqlite:///mine.db", "init", expect=0).output
-    assert output == f"database {tmp_path / 'mine.db'}: schema 0002 (created)\n"
+    assert output == f"database {tmp_path / 'mine.db'}: schema 0003 (created)\n"
 
 
 @pytest.mark.parametrize(
@@ -101,7 +101,8 @@ def test_a_relative_db_option_is_read_from_the_current_folder(
         ["items", "list"],
         ["campaign", "list"],
         ["campaign", "preview", "1"],
-        ["campaign", "queue", "1"],
+        ["campaign", "approve", "1"],
+        ["campaign", "show", "1"],
         ["campaign", "create", "--item", "1"],
         ["sources", "poll"],
         ["sources", "list"],
@@ -135,7 +136,8 @@ def polled(conf: Path) -> Path:
     """A database beside the config holding the sample items and one sent campaign."""
     cli("--config", str(conf), "init", expect=0)
     cli("--config", str(conf), "sources", "poll", expect=0)
-    cli("--config", str(conf), "campaign", "create", "--item", "1", "--queue", expect=0)
+    cli("--config", str(conf), "campaign", "create", "--item", "1", expect=0)
+    cli("--config", str(conf), "--as", "Approver", "campaign", "approve", "1", expect=0)
     cli("--config", str(conf), "send", expect=0)
     return conf.parent / "outreach.db"
 

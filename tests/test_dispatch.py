@@ -14,17 +14,15 @@ from sqlalchemy import select
 
 from channels import LIMITS, build_routing
 from channels.outbox import OutboxChannel, read_outbox_file
-from outreach.campaigns import create_campaign, queue_campaign
 from outreach.channel import AuthFailed, Channel, RecipientGone, Rejected, RenderedMessage, Sent, Transient
 from outreach.config import Settings
 from outreach.db import Store
 from outreach.dispatch import MAX_ATTEMPTS, SendReport, send_pending
 from outreach.models import Campaign, CampaignStatus, Delivery, DeliveryStatus, Item, Source
-from outreach.render import Renderer
 from outreach.routing import Route, Routing
-from tests.conftest import base_config
+from tests.conftest import announce, base_config
 
-NOW = datetime(2026, 11, 27, 3, 0, tzinfo=UTC)
+NOW = datetime(2030, 11, 27, 3, 0, tzinfo=UTC)  # after any campaign a test approves (now)
 
 
 @dataclass
@@ -36,9 +34,12 @@ class FakeChannel:
     errors: list[Exception] = field(default_factory=list)
     calls: list[RenderedMessage] = field(default_factory=list)
     where: str = "a test double"
+    errors_for: dict[str, list[Exception]] = field(default_factory=dict)  # by target: workers run at once
 
     async def send(self, message: RenderedMessage) -> Sent:
         self.calls.append(message)
+        if self.errors_for.get(message.target):
+            raise self.errors_for[message.target].pop(0)
         if self.errors:
             raise self.errors.pop(0)
         return Sent(platform_id=f"{self.name}-{message.delivery_id}")
@@ -78,9 +79,8 @@ def make_campaign(store: Store, settings: Settings, language: str = "vi") -> int
         )
         session.add(item)
         session.flush()
-        campaign = create_campaign(session, settings, item.id, "tester")
-        queue_campaign(session, settings, Renderer(settings.schedule, LIMITS), campaign.id)
-        return campaign.id
+        created = announce(session, settings, item.id)
+        return created[0].campaign_id
 
 
 def deliveries(store: Store) -> list[Delivery]:
@@ -273,16 +273,17 @@ def test_deliveries_for_a_disabled_channel_wait_and_are_reported(
 
 
 def test_only_one_of_two_dispatchers_claims_a_delivery(store: Store, make_settings: Callable[..., Settings]) -> None:
-    from outreach.dispatch import _claim
+    from outreach.dispatch_store import claim
+    from outreach.lifecycle import Actor
 
     settings = make_settings()
     make_campaign(store, settings)
     target = delivery_of(store, "facebook")
-    first = _claim(store, target.id, FakeChannel("facebook"), "plain", NOW)
-    second = _claim(store, target.id, FakeChannel("facebook"), "plain", NOW)
-    assert first is not None
-    assert first.delivery_id == target.id
-    assert second is None
+    actor = Actor("tester", "dispatcher")
+    first = claim(store, "facebook", [target.target], "facebook", "plain", NOW, 5, actor)
+    second = claim(store, "facebook", [target.target], "facebook", "plain", NOW, 5, actor)
+    assert [c.message.delivery_id for c in first] == [target.id]
+    assert second == []
     after = delivery_of(store, "facebook")
     assert (after.status, after.attempts, after.claimed_at) == (DeliveryStatus.sending, 1, NOW)
 
@@ -419,21 +420,30 @@ def test_a_refused_token_pauses_the_whole_channel_and_loses_nothing(
     channels_config["telegram_channel"]["targets"] = [{"id": f"@qn_{n}", "languages": ["vi"]} for n in range(3)]
     settings = make_settings(channels=channels_config)
     campaign_id = make_campaign(sqlite_store, settings)
-    telegram = FakeChannel("telegram_channel", errors=[AuthFailed("Unauthorized: invalid token", whole_channel=True)])
+    refused = AuthFailed("Unauthorized: invalid token", whole_channel=True)
+    telegram = FakeChannel("telegram_channel", errors=[refused, refused, refused])
     facebook = FakeChannel("facebook")
 
     report = send(sqlite_store, {"facebook": facebook, "telegram_channel": telegram})
 
     assert report.paused == {("telegram_channel", "*"): "Unauthorized: invalid token"}
-    assert len(telegram.calls) == 1  # the other two were not tried with a bad token
+    # Each target's worker runs at once: each tries the bad token at most once.
+    assert sorted(m.target for m in telegram.calls) == ["@qn_0", "@qn_1", "@qn_2"]
     assert len(facebook.calls) == 1
     assert report.sent == 1
     waiting = [d for d in deliveries(sqlite_store) if d.channel == "telegram_channel"]
     assert len(waiting) == 3
     assert all(d.status == DeliveryStatus.pending and d.attempts == 0 for d in waiting)
-    assert waiting[0].last_error == "Unauthorized: invalid token"
+    assert all(d.last_error == "Unauthorized: invalid token" for d in waiting)
 
-    # With a good token the next run delivers all three.
+    # The pause is stored: the next run sends nothing to the channel until it is resumed.
+    again = send(sqlite_store, {"facebook": facebook, "telegram_channel": telegram})
+    assert (again.sent, len(telegram.calls)) == (0, 3)
+    assert again.paused == {("telegram_channel", "*"): "Unauthorized: invalid token"}
+    from outreach.dispatch_store import resume
+    from outreach.lifecycle import Actor
+
+    assert resume(sqlite_store, "telegram_channel", None, Actor("tester")) == 1
     report = send(sqlite_store, {"facebook": facebook, "telegram_channel": telegram})
     assert (report.sent, report.paused) == (3, {})
     assert all(
@@ -507,12 +517,12 @@ def test_a_refused_page_token_pauses_only_that_target(
     settings = make_settings(channels=channels_config)
     make_campaign(sqlite_store, settings)
     expired = AuthFailed("Facebook error 190: Session has expired")
-    facebook = FakeChannel("facebook", errors=[expired])
+    facebook = FakeChannel("facebook", errors_for={"page-0": [expired]})
 
     report = send(sqlite_store, {"facebook": facebook, "telegram_channel": FakeChannel("telegram_channel")})
 
     assert report.paused == {("facebook", "page-0"): "Facebook error 190: Session has expired"}
-    assert [m.target for m in facebook.calls] == ["page-0", "page-1", "page-2"]
+    assert sorted(m.target for m in facebook.calls) == ["page-0", "page-1", "page-2"]
     by_target = {d.target: d for d in deliveries(sqlite_store) if d.channel == "facebook"}
     assert (by_target["page-0"].status, by_target["page-0"].attempts) == (DeliveryStatus.pending, 0)
     assert by_target["page-0"].last_error == "Facebook error 190: Session has expired"

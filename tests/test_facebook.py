@@ -26,19 +26,17 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy import select
 
-from channels import LIMITS, build_routing
+from channels import build_routing
 from channels.facebook import FacebookChannel, FacebookSettings
-from outreach.campaigns import create_campaign, queue_campaign
 from outreach.channel import AuthFailed, ChannelError, MaybeSent, Rejected, RenderedMessage, Sent, Transient
 from outreach.config import Settings
 from outreach.db import Store
 from outreach.dispatch import SendReport, send_pending
 from outreach.models import Delivery, DeliveryStatus, Item, Source
-from outreach.render import Renderer
 from outreach.sandbox import Fault, GraphEmulator
 from outreach.sandbox.faults import FaultKind
 from outreach.sandbox.graph import page_usage
-from tests.conftest import free_port
+from tests.conftest import announce, free_port
 
 NOW = 1_800_000_000.0  # Friday, 15-Jan-27 08:00:00 UTC
 PAGE = "1029384756"
@@ -599,8 +597,7 @@ def queue_item(store: Store, settings: Settings) -> None:
         )
         session.add(item)
         session.flush()
-        campaign = create_campaign(session, settings, item.id, "tester")
-        queue_campaign(session, settings, Renderer(settings.schedule, LIMITS), campaign.id)
+        announce(session, settings, item.id)
 
 
 def test_an_expired_page_token_pauses_only_that_page(
@@ -619,7 +616,7 @@ def test_an_expired_page_token_pauses_only_that_page(
 
     async def run() -> SendReport:
         try:
-            return await send_pending(sqlite_store, routing, now=lambda: datetime(2026, 11, 27, 3, 0, tzinfo=UTC))
+            return await send_pending(sqlite_store, routing, now=lambda: datetime(2030, 11, 27, 3, 0, tzinfo=UTC))
         finally:
             await routing.close()
 

@@ -67,7 +67,7 @@ def test_a_schema_newer_than_the_code_is_refused(db_url: str) -> None:
         connection.execute(text("UPDATE alembic_version SET version_num = '9999'"))
     engine.dispose()
     for access in Access:
-        with pytest.raises(NotInitialised, match=r"is at schema 9999, newer than this outreach knows \(0002\)"):
+        with pytest.raises(NotInitialised, match=r"is at schema 9999, newer than this outreach knows \(0003\)"):
             Store.open(db_url, access)
     with engine.connect() as connection:
         assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar() == "9999"
@@ -196,7 +196,7 @@ def test_errors_are_sorted_by_what_to_do() -> None:
     assert kind("database or disk is full") == "Unusable"
 
 
-def test_an_older_schema_is_upgraded_by_writers_and_refused_by_readers(db_url: str) -> None:
+def test_an_older_schema_is_upgraded_by_init_only(db_url: str) -> None:
     from alembic import command
 
     from outreach.db import _alembic_config, make_engine
@@ -204,9 +204,22 @@ def test_an_older_schema_is_upgraded_by_writers_and_refused_by_readers(db_url: s
     engine = make_engine(db_url, Access.create)
     command.upgrade(_alembic_config(engine), "0001")
     engine.dispose()
-    with pytest.raises(NotInitialised, match=r"is at schema 0001, this outreach needs 0002: run `outreach init`$"):
-        Store.open(db_url, Access.read)
-    with Store.open(db_url, Access.write) as store:
-        assert (store.revision_at_open, store.revision) == ("0001", "0002")
+    for access in (Access.read, Access.write):
+        with pytest.raises(NotInitialised, match=r"is at schema 0001, this outreach needs 0003: run `outreach init`$"):
+            Store.open(db_url, access)
+    with Store.open(db_url, Access.create) as store:
+        assert (store.revision_at_open, store.revision) == ("0001", "0003")
     with Store.open(db_url, Access.read) as store:
-        assert store.revision == "0002"
+        assert store.revision == "0003"
+
+
+def test_two_inits_at_once_upgrade_once(db_url: str, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    code = "import sys; from outreach.db import Access, Store; Store.open(sys.argv[1], Access.create).close()"
+    runs = [subprocess.Popen([sys.executable, "-c", code, db_url], stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    errors = [run.communicate(timeout=60)[1] for run in runs]
+    assert [run.returncode for run in runs] == [0, 0, 0], errors
+    with Store.open(db_url, Access.read) as store:
+        assert store.revision == head_revision()

@@ -11,19 +11,18 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from channels import LIMITS, build_routing
-from outreach.campaigns import create_campaign, queue_campaign
+from channels import build_routing
 from outreach.config import Settings
 from outreach.db import Store
 from outreach.dispatch import send_pending
 from outreach.models import Click, ClickKind, Delivery, DeliveryStatus, Item, Link, Source
-from outreach.render import Renderer
 from outreach.reports import build_report
 from outreach.serve import BackgroundServer
 from outreach.tracking import classify, ip_hash, referrer_host
 from outreach.web import create_app
+from tests.conftest import announce
 
-NOW = datetime(2026, 11, 27, 3, 0, tzinfo=UTC)
+NOW = datetime(2030, 11, 27, 3, 0, tzinfo=UTC)  # after any campaign a test approves (now)
 SALT = b"test-salt-for-click-hashes-000000"
 BROWSER = (
     "Mozilla/5.0 (Linux; Android 14; SM-A546E) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Mobile Safari/537.36"
@@ -49,8 +48,7 @@ def make_campaign(store: Store, settings: Settings, language: str = "vi") -> dic
         )
         session.add(item)
         session.flush()
-        campaign = create_campaign(session, settings, item.id, "tester")
-        created = queue_campaign(session, settings, Renderer(settings.schedule, LIMITS), campaign.id)
+        created = announce(session, settings, item.id)
         return {d.channel: d.link_code or "" for d in created}
 
 
