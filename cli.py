@@ -8,8 +8,9 @@ the option rather than a traceback from deep inside.
 from __future__ import annotations
 
 import enum
+from collections.abc import Awaitable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -23,6 +24,9 @@ if TYPE_CHECKING:
     from outreach.lifecycle import Actor
     from outreach.render import Renderer
     from outreach.routing import Route, Routing
+    from outreach.runner import Runner
+
+    T = TypeVar("T")
 
 
 class Exit(enum.IntEnum):
@@ -304,6 +308,17 @@ def status(obj: Context) -> None:
         ("routes", routes[0] if routes else "none: no channel is enabled"),
         *[("", route) for route in routes[1:]],
     ]
+    jobs = [
+        f"{job.id}: next {obj.local(job.next_run_at)}, last {obj.local(job.last_run_at)} {job.last_outcome or ''}".rstrip()
+        for job in found.jobs
+    ]
+    rows.append(("jobs", jobs[0] if jobs else "none recorded: `outreach run` is not running here"))
+    rows += [("", job) for job in jobs[1:]]
+    problems = [f"{channel} → {target} paused: {why}" for (channel, target), why in found.pauses.items()]
+    problems += [f"source {name}: {error}" for name, error in found.source_errors.items()]
+    problems += [f"{channel} → {target}: {error}" for (channel, target), error in found.channel_errors.items()]
+    rows.append(("problems", problems[0] if problems else "none"))
+    rows += [("", problem) for problem in problems[1:]]
     for label, value in rows:
         click.echo(f"{label:<11}{value}")
 
@@ -744,6 +759,75 @@ def tracker(obj: Context, host: str, port: int) -> None:
             f"tracker: links {obj.settings.schedule.tracker.public_url}/r/CODE, served on {host}:{port}", err=True
         )
         serve(create_app(store, salt.get_secret_value().encode() if salt else None), host, port)
+
+
+@main.command()
+@click.option("--once", is_flag=True, help="One pass of every job (poll, rules, digests, send), then exit.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="The tracker's address.")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535), help="The tracker's port.")
+@click.option("--no-tracker", is_flag=True, help="Do not serve the tracker in this process.")
+@pass_ctx
+def run(obj: Context, once: bool, host: str, port: int, no_tracker: bool) -> None:
+    """The service: poll, apply rules, send, track; until stopped."""
+    import asyncio
+
+    from outreach.db import Access
+    from outreach.lifecycle import Actor
+    from outreach.runner import Runner
+    from outreach.text import plural
+
+    actor = Actor.current(obj.acting_as or "runner")
+    with obj.store(Access.write) as store:
+        routing = obj.routing()
+        runner = Runner(obj.settings, store, routing, obj.renderer(), actor)
+        click.echo(f"run: database {obj.database()} (schema {store.revision}), as {actor}", err=True)
+        for route in routing:
+            click.echo(f"run: {route}", err=True)
+        if once:
+            done = asyncio.run(_close_after(routing, runner.once()))
+            rules = done.rules
+            click.echo(
+                f"polled {plural(len(done.polled), 'source')}; rules made {plural(len(rules.drafts), 'draft')} and "
+                f"scheduled {len(rules.scheduled)}; {plural(len(done.digests), 'digest')}; sent {done.sent.sent}, "
+                f"retrying {done.sent.retrying}, failed {done.sent.failed}, unknown {done.sent.unknown}"
+            )
+            for refused in rules.refused:
+                click.echo(f"rule refused: {refused}", err=True)
+            return
+        asyncio.run(_serve(obj, runner, routing, None if no_tracker else (host, port)))
+    click.echo("run: stopped", err=True)
+
+
+async def _close_after(routing: Routing, work: Awaitable[T]) -> T:
+    try:
+        return await work
+    finally:
+        await routing.close()
+
+
+async def _serve(obj: Context, runner: Runner, routing: Routing, listen: tuple[str, int] | None) -> None:
+    """Run until SIGTERM or Ctrl-C; the tracker (if any) serves in the same loop."""
+    import asyncio
+    import signal
+
+    from outreach.serve import tracker_server
+    from outreach.web import create_app
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        # signal.signal, not loop.add_signal_handler: uvicorn restores these when it stops.
+        signal.signal(signum, lambda *_: loop.call_soon_threadsafe(stop.set))
+    tracker = None
+    if listen is not None:
+        salt = obj.settings.secrets.get("OUTREACH_CLICK_SALT")
+        app = create_app(runner.store, salt.get_secret_value().encode() if salt else None)
+        tracker = tracker_server(app, *listen)
+        click.echo(f"run: tracker on {listen[0]}:{listen[1]}", err=True)
+    try:
+        await runner.serve(stop, tracker)
+    finally:
+        await routing.close()
 
 
 @main.command()

@@ -91,6 +91,32 @@ class Fetch(Strict):
     user_agent: str = "outreach/0.1 (+portal feed reader)"
 
 
+class Rule(Strict):
+    """New items that match become campaigns by themselves: drafts for staff, or approved by the rule."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    topics: list[str] = []  # any of these; none: any topic
+    sources: list[str] = []  # none: any source
+    language: Language | None = None
+    channels: list[str] = []  # none: every enabled channel
+    template: str | None = None
+    approved: bool = False  # true: the rule is the approval (the config's author vouches)
+    max_age_days: float = Field(default=3, gt=0)  # older items are not announced by a rule
+
+
+class Digest(Strict):
+    """A daily digest: the day's matching items in one campaign, at a set time (cron-like days)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    at: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")  # local time, HH:MM
+    days: str = Field(default="mon-fri", pattern=r"^[a-z,\-]+$")  # APScheduler day_of_week: mon-fri, sat,sun
+    language: Language = "vi"
+    topics: list[str] = []  # any of these; none: any topic
+    channels: list[str] = []  # none: every enabled channel
+    approved: bool = False
+    max_items: int = Field(default=8, ge=1, le=30)
+
+
 class HolidaySettings(Strict):
     """Days no channel with `skip_holidays` posts: the country's public holidays plus extra dates."""
 
@@ -116,6 +142,8 @@ class Schedule(Strict):
     fetch: Fetch = Fetch()
     # Government use: nothing goes out before someone other than its creator approves it.
     require_approval: bool = True
+    rules: list[Rule] = []
+    digests: list[Digest] = []
     holidays: HolidaySettings = HolidaySettings()
     dispatch: DispatchSettings = DispatchSettings()
 
@@ -295,6 +323,22 @@ def _cross_check(schedule: Schedule) -> list[tuple[tuple[str | int, ...], str]]:
             if topic_id not in known:
                 choices = ", ".join(known) or "none defined"
                 problems.append((("sources", i, "topics", j), f"unknown topic id {topic_id!r} (known: {choices})"))
+    rule_names = [r.name for r in schedule.rules]
+    for i, rule in enumerate(schedule.rules):
+        if rule_names.index(rule.name) != i:
+            problems.append((("rules", i, "name"), f"duplicate rule name {rule.name!r}"))
+        for j, topic_id in enumerate(rule.topics):
+            if topic_id not in known:
+                problems.append((("rules", i, "topics", j), f"unknown topic id {topic_id!r}"))
+        for j, source_name in enumerate(rule.sources):
+            if source_name not in names:
+                problems.append(
+                    (("rules", i, "sources", j), f"unknown source {source_name!r} (known: {', '.join(names)})")
+                )
+        for j, channel in enumerate(rule.channels):
+            if channel not in schedule.channels.platforms:
+                known_channels = ", ".join(schedule.channels.platforms) or "none configured"
+                problems.append((("rules", i, "channels", j), f"unknown channel {channel!r} (known: {known_channels})"))
     return problems
 
 

@@ -298,3 +298,15 @@ class ChannelPause(Base):
     target: Mapped[str] = mapped_column(String(255), primary_key=True)
     reason: Mapped[str] = mapped_column(Text)
     since: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class JobState(Base):
+    """The runner's jobs as `outreach status` shows them: when each runs next, and how it went last."""
+
+    __tablename__ = "runner_jobs"
+
+    id: Mapped[str] = mapped_column(String(120), primary_key=True)
+    next_run_at: Mapped[datetime | None]
+    last_run_at: Mapped[datetime | None]
+    last_outcome: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -11,6 +11,13 @@ import uvicorn
 from starlette.types import ASGIApp
 
 
+def tracker_server(app: ASGIApp, host: str, port: int) -> uvicorn.Server:
+    """A uvicorn server to run inside an event loop the caller owns (`outreach run`)."""
+    return uvicorn.Server(
+        uvicorn.Config(app, host=host, port=port, log_level="info", access_log=False, proxy_headers=True)
+    )
+
+
 def serve(app: ASGIApp, host: str, port: int) -> None:
     """Serve until interrupted (Ctrl-C stops it cleanly)."""
     uvicorn.run(app, host=host, port=port, log_level="info", access_log=False, proxy_headers=True)

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from outreach.models import Campaign, Click, Delivery, Item, Source
+from outreach.models import Campaign, ChannelPause, Click, Delivery, DeliveryStatus, Item, JobState, Source
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,10 @@ class Status:
     clicks: dict[str, int]
     last_poll: datetime | None
     last_click: datetime | None
+    jobs: list[JobState]  # the runner's, with their next and last runs
+    pauses: dict[tuple[str, str], str]  # (channel, target or "*") -> why
+    source_errors: dict[str, str]  # source -> its last poll's error
+    channel_errors: dict[tuple[str, str], str]  # (channel, target) -> the latest error of a delivery waiting there
 
 
 def _by(session: Session, column: InstrumentedAttribute[Any]) -> dict[str, int]:
@@ -39,4 +43,22 @@ def read_status(session: Session) -> Status:
         clicks=_by(session, Click.kind),
         last_poll=session.scalar(select(func.max(Source.last_polled_at))),
         last_click=session.scalar(select(func.max(Click.at))),
+        jobs=list(session.scalars(select(JobState).order_by(JobState.id))),
+        pauses={(p.channel, p.target): p.reason for p in session.scalars(select(ChannelPause))},
+        source_errors={s.name: s.last_error for s in session.scalars(select(Source)) if s.last_error},
+        channel_errors=_channel_errors(session),
     )
+
+
+def _channel_errors(session: Session) -> dict[tuple[str, str], str]:
+    """Per target, the error of the most recently tried delivery that has not gone out."""
+    stuck = [DeliveryStatus.pending, DeliveryStatus.failed, DeliveryStatus.unknown]
+    rows = session.execute(
+        select(Delivery.channel, Delivery.target, Delivery.last_error)
+        .where(Delivery.status.in_(stuck), Delivery.last_error.is_not(None))
+        .order_by(Delivery.claimed_at.desc())
+    )
+    found: dict[tuple[str, str], str] = {}
+    for channel, target, error in rows:
+        found.setdefault((channel, target), error or "")
+    return found

@@ -141,8 +141,8 @@ def test_config_check_says_a_token_set_means_the_platform(tmp_path: Path, config
 
 
 def test_whole_pipeline_through_the_cli(run: Run, tmp_path: Path) -> None:
-    assert run("init").output == f"database {tmp_path / 'cli.db'}: schema 0003 (created)\n"
-    assert run("init").output == f"database {tmp_path / 'cli.db'}: schema 0003 (up to date)\n"
+    assert run("init").output == f"database {tmp_path / 'cli.db'}: schema 0004 (created)\n"
+    assert run("init").output == f"database {tmp_path / 'cli.db'}: schema 0004 (up to date)\n"
     assert table_rows(run("sources", "poll").output) == [["portal", "16", "16", "ok"]]
     assert table_rows(run("sources", "poll").output) == [["portal", "0", "16", "ok"]]
     sources = run("sources", "list").output.splitlines()
@@ -188,16 +188,19 @@ def test_status_names_the_config_and_database_and_counts(run: Run, tmp_path: Pat
     output = run("status").output.splitlines()
     lines = {line[:11].strip(): line[11:] for line in output if line[:11].strip()}
     assert lines["config"] == str(config_file)
-    assert lines["database"] == f"{tmp_path / 'cli.db'} (schema 0003)"
+    assert lines["database"] == f"{tmp_path / 'cli.db'} (schema 0004)"
     assert lines["items"].startswith("16 (last poll 20")
     assert lines["campaigns"] == "1: 1 scheduled"
     assert lines["deliveries"] == "1: 1 pending"
     assert lines["clicks"] == "0 (last never)"
     assert lines["routes"].startswith("facebook → quangngai.gov.vn: via outbox (no token in ")
-    assert [line[11:].split(":")[0] for line in output[-2:]] == [
+    routes = output.index(next(line for line in output if line.startswith("routes")))
+    assert [line[11:].split(":")[0] for line in output[routes + 1 : routes + 3]] == [
         "telegram_channel → @quangngai_doanhnghiep",
         "telegram_channel → @quangngai_investors",
     ]
+    assert lines["jobs"] == "none recorded: `outreach run` is not running here"
+    assert lines["problems"] == "none"
 
 
 def test_one_delivery_is_one_delivery(run: Run) -> None:
@@ -322,7 +325,7 @@ def test_tracker_command_serves_redirects_and_names_its_database(run: Run, tmp_p
         server.terminate()
         _, err = server.communicate(timeout=10)
     assert "OUTREACH_CLICK_SALT is not set" in err
-    assert f"tracker: database {db} (schema 0003)" in err
+    assert f"tracker: database {db} (schema 0004)" in err
     assert f"tracker: links https://go.quangngai.gov.vn/r/CODE, served on 127.0.0.1:{port}" in err
 
 
