@@ -355,8 +355,9 @@ def config() -> None:
 @config.command("check")
 @pass_ctx
 def config_check(obj: Context) -> None:
-    """Validate the config; show where each target posts, and why."""
+    """Validate the config; show where each target posts, and why, and when."""
     from outreach.text import plural
+    from outreach.windows import describe
 
     settings = obj.settings
     schedule = settings.schedule
@@ -366,6 +367,17 @@ def config_check(obj: Context) -> None:
     )
     for route in obj.routes():
         click.echo(f"  {route}")
+    for name, block in schedule.channels.enabled().items():
+        pacing = block.pacing()
+        if pacing.windows or pacing.skip_holidays or pacing.max_per_day or pacing.min_gap:
+            click.echo(f"  {name} posts: {describe(pacing)}")
+    approval = "someone other than the creator approves" if schedule.require_approval else "not required"
+    click.echo(f"  approval: {approval}")
+    for rule in schedule.rules:
+        wanted = ", ".join(rule.topics) or "any topic"
+        click.echo(f"  rule {rule.name}: {wanted} → {'scheduled' if rule.approved else 'draft'}")
+    for digest in schedule.digests:
+        click.echo(f"  digest {digest.name}: {digest.days} at {digest.at}")
 
 
 @main.group()

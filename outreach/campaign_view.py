@@ -7,6 +7,7 @@ may be paused, held by the platform, outside its posting window, or due.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -36,9 +37,14 @@ class Shown:
 
 
 def explain(
-    session: Session, settings: Settings, plan: DispatchPlan, routes: dict[tuple[str, str], Route], campaign_id: int
+    session: Session,
+    settings: Settings,
+    plan: DispatchPlan,
+    routes: Mapping[tuple[str, str], Route],
+    campaign_id: int,
+    now: datetime | None = None,
 ) -> Shown:
-    """Read a campaign and say, for each of its targets, what happens next and why."""
+    """Read a campaign and say, for each of its targets, what happens next (from `now`) and why."""
     campaign = get_campaign(session, campaign_id)
     deliveries = list(
         session.scalars(select(Delivery).where(Delivery.campaign_id == campaign_id).order_by(Delivery.id))
@@ -47,19 +53,20 @@ def explain(
         session.scalars(select(AuditEntry).where(AuditEntry.campaign_id == campaign_id).order_by(AuditEntry.id))
     )
     pauses = {(p.channel, p.target): p.reason for p in session.scalars(select(ChannelPause))}
-    return Shown(campaign, deliveries, _next(session, settings, plan, routes, campaign, deliveries, pauses), audit)
+    steps = _next(session, settings, plan, routes, campaign, deliveries, pauses, now or utcnow())
+    return Shown(campaign, deliveries, steps, audit)
 
 
 def _next(
     session: Session,
     settings: Settings,
     plan: DispatchPlan,
-    routes: dict[tuple[str, str], Route],
+    routes: Mapping[tuple[str, str], Route],
     campaign: Campaign,
     deliveries: list[Delivery],
     pauses: dict[tuple[str, str], str],
+    now: datetime,
 ) -> list[str]:
-    now = utcnow()
     if campaign.status is CampaignStatus.draft:
         creator = campaign.created_as or campaign.created_by
         if settings.schedule.require_approval:
@@ -87,7 +94,7 @@ def _next(
 def _why_waiting(
     session: Session,
     plan: DispatchPlan,
-    routes: dict[tuple[str, str], Route],
+    routes: Mapping[tuple[str, str], Route],
     campaign: Campaign,
     delivery: Delivery,
     pauses: dict[tuple[str, str], str],

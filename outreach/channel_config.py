@@ -59,7 +59,7 @@ class ChannelSettings(Strict):
     # Overrides the platform's own limit (e.g. to keep Facebook posts short).
     max_text: int | None = Field(default=None, ge=80)
     rate: RateSettings | None = None
-    # When posts may go out, in the install's time zone: "Mon-Fri 07:30-11:30"; none: any time.
+    # When posts may go out, in the install's time zone: "Mon-Fri 07:30-11:30, 13:30-17:00"; none: any time.
     windows: list[str] = []
     max_per_day: int | None = Field(default=None, ge=1)  # per target, per local day
     min_gap_minutes: float | None = Field(default=None, gt=0)  # between two posts on one target
@@ -68,19 +68,19 @@ class ChannelSettings(Strict):
     @field_validator("windows")
     @classmethod
     def _parse_windows(cls, value: list[str]) -> list[str]:
-        from outreach.windows import parse_window
+        from outreach.windows import parse_windows
 
         for text in value:
-            parse_window(text)  # a ValueError names the window and what is wrong
+            parse_windows(text)  # a ValueError names the window and what is wrong
         return value
 
     def pacing(self) -> Pacing:
         """These settings as the dispatcher applies them."""
-        from outreach.windows import Pacing, parse_window
+        from outreach.windows import Pacing, parse_windows
 
         gap = timedelta(minutes=self.min_gap_minutes) if self.min_gap_minutes else None
         return Pacing(
-            windows=tuple(parse_window(text) for text in self.windows),
+            windows=tuple(window for text in self.windows for window in parse_windows(text)),
             skip_holidays=self.skip_holidays,
             max_per_day=self.max_per_day,
             min_gap=gap,

@@ -62,14 +62,14 @@ class Window:
         return start.astimezone(UTC), end.astimezone(UTC)
 
 
-def parse_window(text: str) -> Window:
+def parse_window(text: str, written: str | None = None) -> Window:
     """Read a window from config ("Mon-Fri 07:30-11:30", "Mon,Wed,Fri 13:30-17:00", "Fri-Mon 09:00-24:00").
 
     Errors name the text and the fault, because they are shown to staff as config errors.
     """
 
     def bad(why: str) -> ValueError:
-        return ValueError(f"bad window {text!r}: {why}")
+        return ValueError(f"bad window {written or text!r}: {why}")
 
     parts = text.split()
     if len(parts) < 2:
@@ -97,6 +97,17 @@ def parse_window(text: str) -> Window:
         hint = " (split a window that crosses midnight in two)" if start > end else ""
         raise bad(f"start {_hhmm(start)} is not before end {_hhmm(end)}{hint}")
     return Window(frozenset(days), start, end)
+
+
+def parse_windows(text: str) -> tuple[Window, ...]:
+    """Read one config entry that may give one day range several hours: "Mon-Fri 07:30-11:30, 13:30-17:00"."""
+    first_time = _TIME.search(text)
+    if first_time is None:
+        return (parse_window(text),)  # its error says what is missing
+    days, hours = text[: first_time.start()], text[first_time.start() :]
+    if any(not each.strip() for each in hours.split(",")):
+        raise ValueError(f"bad window {text!r}: an empty time range between commas")
+    return tuple(parse_window(f"{days} {each.strip()}", written=text) for each in hours.split(","))
 
 
 def _day(name: str, bad: Callable[[str], ValueError]) -> int:
@@ -217,7 +228,20 @@ def next_slot(
     if when == now:
         return Verdict(now, "")
     why = why or f"outside the posting windows ({_windows_text(pacing.windows)})"
-    return Verdict(when, f"{why} until {_until(when, today, zone)}")
+    return Verdict(when, f"{why} until {_until(when, today, zone)}{_skipped(pacing, holidays, today, when, zone)}")
+
+
+def _skipped(pacing: Pacing, holidays: Holidays, today: date, when: datetime, zone: ZoneInfo) -> str:
+    """', after holidays 04/02-10/02 (Lunar New Year)': the days off passed over after today, if any."""
+    if not pacing.skip_holidays or today in holidays:  # the reason given names the holiday already
+        return ""
+    span = (when.astimezone(zone).date() - today).days
+    days = [today + timedelta(days=n) for n in range(1, span) if today + timedelta(days=n) in holidays]
+    if not days:
+        return ""
+    names = list(dict.fromkeys(str(holidays.name(day)) for day in days))
+    dates = f"{days[0]:%d/%m}" if len(days) == 1 else f"{days[0]:%d/%m}-{days[-1]:%d/%m}"
+    return f", after {'holiday' if len(days) == 1 else 'holidays'} {dates} ({min(names, key=len)})"
 
 
 def describe(pacing: Pacing) -> str:

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import holidays
 import pytest
 
-from outreach.windows import Holidays, Pacing, Verdict, Window, describe, next_slot, parse_window
+from outreach.windows import Holidays, Pacing, Verdict, Window, describe, next_slot, parse_window, parse_windows
 
 VN = ZoneInfo("Asia/Ho_Chi_Minh")  # UTC+7, no DST
 WEEKDAYS = frozenset(range(5))
@@ -255,7 +255,7 @@ def test_a_later_year_is_written_with_the_year() -> None:
     # Thursday 31 December: Friday is New Year's Day, then the weekend.
     pacing = Pacing(windows=OFFICE, skip_holidays=True)
     assert slot(pacing, local(2026, 12, 31, 18, 0)) == Verdict(
-        utc(2027, 1, 4, 0, 30), f"{OUTSIDE} until Mon 04/01/2027 07:30"
+        utc(2027, 1, 4, 0, 30), f"{OUTSIDE} until Mon 04/01/2027 07:30, after holiday 01/01 (New Year's Day)"
     )
 
 
@@ -315,7 +315,8 @@ def test_the_evening_before_tet_begins_waits_until_after_tet() -> None:
     back = first_working_day_after(first_off)
     verdict = slot(ON_HOLIDAYS, datetime.combine(before, time(18), tzinfo=VN))
     assert verdict == Verdict(
-        datetime.combine(back, time(7, 30), tzinfo=VN).astimezone(UTC), f"{OUTSIDE} until {back:%a %d/%m} 07:30"
+        datetime.combine(back, time(7, 30), tzinfo=VN).astimezone(UTC),
+        f"{OUTSIDE} until {back:%a %d/%m} 07:30, after holidays {first_off:%d/%m}-{back - timedelta(days=1):%d/%m} (Lunar New Year)",
     )
 
 
@@ -346,7 +347,7 @@ def test_extra_day_off_from_config() -> None:
         utc(2026, 3, 11, 0, 30), "holiday on 10/03 (extra day off) until tomorrow 07:30"
     )
     assert slot(ON_HOLIDAYS, local(2026, 3, 9, 18, 0), holidays=extra) == Verdict(
-        utc(2026, 3, 11, 0, 30), f"{OUTSIDE} until Wed 11/03 07:30"
+        utc(2026, 3, 11, 0, 30), f"{OUTSIDE} until Wed 11/03 07:30, after holiday 10/03 (extra day off)"
     )
 
 
@@ -475,13 +476,15 @@ def test_gap_past_the_last_window_then_weekend_then_holiday() -> None:
     # Friday 24 April 2026 16:30; Monday 27 April is Hùng Kings' day (observed).
     assert HOLIDAYS.name(date(2026, 4, 27)) == "Hung Kings' Commemoration Day (observed)"
     assert slot(EVERYTHING, local(2026, 4, 24, 16, 30), sent_today=2, last_sent=local(2026, 4, 24, 16, 20)) == Verdict(
-        utc(2026, 4, 28, 0, 30), "last post 10 min ago (min_gap 60 min) until Tue 28/04 07:30"
+        utc(2026, 4, 28, 0, 30),
+        "last post 10 min ago (min_gap 60 min) until Tue 28/04 07:30, after holidays 26/04-27/04 (Hung Kings' Commemoration Day)",
     )
 
 
 def test_cap_comes_before_gap() -> None:
     assert slot(EVERYTHING, local(2026, 4, 24, 9, 0), sent_today=6, last_sent=local(2026, 4, 24, 8, 50)) == Verdict(
-        utc(2026, 4, 28, 0, 30), "6 posts today already (max_per_day 6) until Tue 28/04 07:30"
+        utc(2026, 4, 28, 0, 30),
+        "6 posts today already (max_per_day 6) until Tue 28/04 07:30, after holidays 26/04-27/04 (Hung Kings' Commemoration Day)",
     )
 
 
@@ -536,3 +539,14 @@ def test_pacing_checks_itself(kwargs: dict[str, object], message: str) -> None:
 )
 def test_describe(pacing: Pacing, text: str) -> None:
     assert describe(pacing) == text
+
+
+def test_one_entry_may_give_a_day_range_several_hours() -> None:
+    assert parse_windows("Mon-Fri 07:30-11:30, 13:30-17:00") == (
+        Window(frozenset(range(5)), time(7, 30), time(11, 30)),
+        Window(frozenset(range(5)), time(13, 30), time(17, 0)),
+    )
+    with pytest.raises(ValueError, match=r"bad window 'Mon-Fri 07:30-11:30,': an empty time range"):
+        parse_windows("Mon-Fri 07:30-11:30,")
+    with pytest.raises(ValueError, match=r"bad window 'Mon-Fri 07:30-11:30, 25:00-26:00': no such time '25:00'"):
+        parse_windows("Mon-Fri 07:30-11:30, 25:00-26:00")
