@@ -720,14 +720,14 @@ def send(obj: Context, limit: int | None) -> None:
     import asyncio
 
     from outreach.db import Access
-    from outreach.dispatch import EVERY_TARGET, send_once
+    from outreach.dispatch import EVERY_TARGET, plan_for, send_once
     from outreach.text import plural
 
     with obj.store(Access.write) as store:
         routing = obj.routing()
         for route in routing:
             click.echo(str(route), err=True)
-        report = asyncio.run(send_once(store, routing, limit))
+        report = asyncio.run(send_once(store, routing, limit, plan_for(obj.settings)))
     click.echo(
         f"sent {report.sent}, retrying {report.retrying}, failed {report.failed}, skipped {report.skipped}, "
         f"unknown {report.unknown}" + (f", recovered {report.recovered} interrupted" if report.recovered else "")

@@ -15,12 +15,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from outreach.config import Settings
-from outreach.lifecycle import OPEN_CAMPAIGNS, Actor, move_campaign, move_deliveries, move_delivery, note_campaign
+from outreach.lifecycle import (
+    OPEN_CAMPAIGNS,
+    Actor,
+    move_campaign,
+    move_campaigns,
+    move_deliveries,
+    move_delivery,
+    note_campaign,
+)
 from outreach.links import check_destination, new_code, short_url, with_utm
 from outreach.models import (
     FINAL_DELIVERY,
@@ -413,23 +421,30 @@ def settle_delivery(
     return delivery
 
 
-def settle_campaigns(session: Session, actor: Actor, campaign_ids: Sequence[int] | None = None) -> None:
-    """Campaigns whose every delivery reached a final state are done (or done with errors)."""
-    open_ones = select(Campaign).where(Campaign.status.in_(OPEN_CAMPAIGNS))
+def settle_campaigns(session: Session, actor: Actor, campaign_ids: Sequence[int] | None = None) -> int:
+    """Campaigns whose every delivery reached a final state are done (or done with errors); returns how many.
+
+    One aggregate query however many campaigns: the dispatcher closes them by the hundred.
+    """
+    open_ones = select(Campaign.id).where(Campaign.status.in_(OPEN_CAMPAIGNS))
     if campaign_ids is not None:
         open_ones = open_ones.where(Campaign.id.in_(campaign_ids))
-    for campaign in session.scalars(open_ones):
-        counts = dict(
-            session.execute(
-                select(Delivery.status, func.count())
-                .where(Delivery.campaign_id == campaign.id)
-                .group_by(Delivery.status)
-            ).all()
-        )
-        if counts and all(status in FINAL_DELIVERY for status in counts):
-            failed = counts.get(DeliveryStatus.failed, 0)
-            outcome = CampaignStatus.done_with_errors if failed else CampaignStatus.done
-            move_campaign(session, campaign, outcome, actor, f"{failed} failed" if failed else None)
+    unfinished = func.sum(case((Delivery.status.in_(FINAL_DELIVERY), 0), else_=1))
+    failed = func.sum(case((Delivery.status == DeliveryStatus.failed, 1), else_=0))
+    outcomes: dict[tuple[CampaignStatus, str | None], list[int]] = {}
+    for campaign_id, waiting, failures in session.execute(
+        select(Delivery.campaign_id, unfinished, failed)
+        .where(Delivery.campaign_id.in_(open_ones))
+        .group_by(Delivery.campaign_id)
+    ):
+        if not waiting:
+            key = (CampaignStatus.done_with_errors, f"{failures} failed") if failures else (CampaignStatus.done, None)
+            outcomes.setdefault(key, []).append(campaign_id)
+    closed = 0
+    for (outcome, note), ids in outcomes.items():
+        for old in OPEN_CAMPAIGNS:
+            closed += len(move_campaigns(session, ids, old, outcome, actor, note))
+    return closed
 
 
 def list_campaigns(session: Session, limit: int = 50, status: CampaignStatus | None = None) -> list[Campaign]:

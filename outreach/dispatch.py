@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -26,7 +25,7 @@ from outreach.db import Store
 from outreach.dispatch_store import EVERY_TARGET, MAX_ATTEMPTS, Claimed, Result, backoff
 from outreach.lifecycle import Actor
 from outreach.models import DeliveryStatus, utcnow
-from outreach.pacing import Pacer
+from outreach.pacing import Pacer, Slot
 from outreach.routing import Route, RouteKey, Routing
 from outreach.windows import Holidays, Pacing, Verdict, next_slot
 
@@ -42,6 +41,8 @@ __all__ = [
     "send_once",
     "send_pending",
 ]
+SETTLE_BATCH = 200  # campaigns settled per database call (one aggregate query each)
+OUTBOX_BATCH = 16  # outbox files written at once per target
 SENDING_LEASE = timedelta(minutes=5)  # a send in flight is never older: an older `sending` row was a crash
 
 
@@ -115,6 +116,42 @@ def _result(channel: Channel, error: Exception | None, platform_id: str | None =
     return Result(status, f"{type(error).__name__}: {error}")  # an adapter bug: it may have gone out too
 
 
+class Recorder:
+    """Records send outcomes in batches: whatever finished while the last batch was written.
+
+    One transaction per batch instead of one per send (group commit): at a
+    platform's full rate the database keeps up with a few commits a second. A
+    crash between a send and its batch leaves the delivery `sending`, which the
+    next start treats as interrupted (`unknown`, or retried where idempotent).
+    """
+
+    def __init__(self, store: Store, actor: Actor) -> None:
+        self.store, self.actor = store, actor
+        self._waiting: list[tuple[int, Result, datetime, asyncio.Future[DeliveryStatus]]] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def record(self, delivery_id: int, result: Result, now: datetime) -> DeliveryStatus:
+        """Store one outcome (with the others of its batch); the delivery's state after it."""
+        done: asyncio.Future[DeliveryStatus] = asyncio.get_running_loop().create_future()
+        self._waiting.append((delivery_id, result, now, done))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write())
+        return await done
+
+    async def _write(self) -> None:
+        while self._waiting:
+            batch, self._waiting = self._waiting, []
+            outcomes = [(delivery_id, result, now) for delivery_id, result, now, _ in batch]
+            try:
+                statuses = await asyncio.to_thread(db.finish_many, self.store, outcomes, self.actor)
+            except Exception as exc:  # the database is gone: each sender hears it
+                for *_, done in batch:
+                    done.set_exception(exc)
+                continue
+            for (*_, done), status in zip(batch, statuses, strict=True):
+                done.set_result(status)
+
+
 class Dispatcher:
     """Runs the workers; `run_until_idle` for `send` and `run --once`, `serve` for `run`."""
 
@@ -137,6 +174,7 @@ class Dispatcher:
         self._budget: int | None = None
         self._stop = asyncio.Event()
         self._touched: set[int] = set()  # campaigns to settle
+        self._recorder = Recorder(store, self.actor)
 
     # --- the two ways to run ---------------------------------------------------------------
 
@@ -186,6 +224,7 @@ class Dispatcher:
         self.report.recovered += await asyncio.to_thread(
             db.recover, self.store, self._idempotent(), now, self.plan.lease, self.actor
         )
+        await asyncio.to_thread(db.settle, self.store, None, self.actor)  # what a killed run left open
 
     def _idempotent(self) -> dict[tuple[str, str], str]:
         return {(r.channel, r.target): r.transport.name for r in self.routing if r.transport.idempotent}
@@ -207,14 +246,14 @@ class Dispatcher:
         return max(later) if later else None
 
     async def _work(self, route: Route, until_idle: bool) -> None:
-        """One target's worker: claim, pace, send, record; until nothing is due (or stop)."""
+        """One target's worker: a slot in the rate's windows, then claim, send, record; until nothing is due.
+
+        The slot comes first and the claim only takes what may go now, so a
+        delivery is never `sending` while it waits: a cancel stops everything not
+        already on its way.
+        """
         key = (route.channel, route.target)
-        rate = self.routing.rates.get(route.channel)
-        concurrency = rate.concurrency if rate is not None and route.to_platform else 1
-        pacing = self.plan.pacing.get(route.channel)
-        if pacing is not None and (pacing.max_per_day or pacing.min_gap):
-            concurrency = 1  # each post must see the one before it counted
-        queue: deque[Claimed] = deque()
+        concurrency = self._concurrency(route)
         inflight: set[asyncio.Task[None]] = set()
         try:
             while not self._stop.is_set() and not self._blocked(key):
@@ -224,44 +263,59 @@ class Dispatcher:
                         break
                     await self._sleep_until(held)
                     continue
-                if not queue and len(inflight) < concurrency:
-                    verdict = await self._slot(route, pacing)
-                    if verdict is not None:
-                        self.report.deferred[key] = verdict
-                        if until_idle or inflight:
-                            break
-                        await self._sleep_until(verdict.when)
-                        continue
-                    queue.extend(await self._claim(route, concurrency - len(inflight)))
-                if not queue:
+                if len(inflight) >= concurrency:
+                    await asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED)
+                    inflight = {task for task in inflight if not task.done()}
+                    continue
+                verdict = await self._slot(route, self.plan.pacing.get(route.channel))
+                if verdict is not None:
+                    self.report.deferred[key] = verdict
+                    if until_idle or inflight:
+                        break
+                    await self._sleep_until(verdict.when)
+                    continue
+                slots = await self._slots(route, concurrency - len(inflight))
+                claimed = await self._claim(route, len(slots))
+                if not claimed:
                     if not inflight:
                         break
                     await asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED)
                     inflight = {task for task in inflight if not task.done()}
                     continue
-                if len(inflight) >= concurrency:
-                    await asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED)
-                    inflight = {task for task in inflight if not task.done()}
+                if self._blocked(key) or self._held_until(key) is not None:  # a send in flight just said stop
+                    await asyncio.to_thread(self._release, key, claimed)
                     continue
-                claimed = queue.popleft()
-                if route.to_platform:  # the outbox stands in at no platform's pace
-                    await self.pacer.wait(route.channel, route.target)
-                inflight.add(asyncio.create_task(self._send(route, claimed)))
+                for each, slot in zip(claimed, slots, strict=False):
+                    inflight.add(asyncio.create_task(self._send(route, each, slot)))
         finally:
             if inflight:
                 await asyncio.gather(*inflight, return_exceptions=True)
-            if queue:  # claimed but not sent (a hold, a pause, a stop): back to pending, no attempt spent
-                await asyncio.to_thread(self._release, list(queue))
 
-    def _release(self, claimed: list[Claimed]) -> None:
-        for each in claimed:
-            db.finish(
-                self.store,
-                each.message.delivery_id,
-                Result(DeliveryStatus.pending, "not sent: the target is on hold", token_refused=True),
-                self.clock(),
-                self.actor,
-            )
+    def _release(self, key: RouteKey, claimed: list[Claimed]) -> None:
+        """Claimed but not sent (the target was put on hold meanwhile): pending again, no attempt spent."""
+        channel, _ = key
+        why = self._paused.get(key) or self._paused.get((channel, EVERY_TARGET)) or "held: the platform asked to wait"
+        release = Result(DeliveryStatus.pending, why, token_refused=True)
+        db.finish_many(self.store, [(each.message.delivery_id, release, self.clock()) for each in claimed], self.actor)
+
+    def _concurrency(self, route: Route) -> int:
+        """Sends in flight at once to this target: the spec's, or one where each post must see the last."""
+        pacing = self.plan.pacing.get(route.channel)
+        if pacing is not None and (pacing.max_per_day or pacing.min_gap):
+            return 1
+        if not route.to_platform:
+            return OUTBOX_BATCH  # files on this machine: no platform to pace
+        rate = self.routing.rates.get(route.channel)
+        return rate.concurrency if rate is not None else 1
+
+    async def _slots(self, route: Route, room: int) -> list[Slot]:
+        """One slot (waiting for it), then as many more as are free now, up to `room`."""
+        if not route.to_platform:
+            return [Slot() for _ in range(room)]
+        slots = [await self.pacer.wait(route.channel, route.target)]
+        while len(slots) < room and (more := self.pacer.free(route.channel, route.target)) is not None:
+            slots.append(more)
+        return slots
 
     async def _slot(self, route: Route, pacing: Pacing | None) -> Verdict | None:
         """None when a post may go to the target now; else when it may, and why."""
@@ -295,8 +349,9 @@ class Dispatcher:
             self._budget -= len(claimed)
         return claimed
 
-    async def _send(self, route: Route, claimed: Claimed) -> None:
+    async def _send(self, route: Route, claimed: Claimed, slot: Slot) -> None:
         message = claimed.message
+        slot.stamp()
         try:
             sent = await route.transport.send(message)
             result = _result(route.transport, None, sent.platform_id)
@@ -305,18 +360,18 @@ class Dispatcher:
                 log.exception("delivery %s: unexpected error from %s", message.delivery_id, route.transport.name)
             result = _result(route.transport, exc)
         now = self.clock()
-        status = await asyncio.to_thread(db.finish, self.store, message.delivery_id, result, now, self.actor)
-        self._touched.add(message.campaign_id)
-        if result.hold is not None:
-            key = (route.channel, EVERY_TARGET if result.hold == EVERY_TARGET else route.target)
+        key = (route.channel, EVERY_TARGET if result.hold == EVERY_TARGET else route.target)
+        if result.hold is not None:  # before the outcome is stored: the worker must not claim the row again
             if result.token_refused:
-                self._paused[key] = result.error or "token refused"
-                self.report.paused[key] = self._paused[key]
-                await asyncio.to_thread(db.pause, self.store, *key, self._paused[key], now, self.actor)
+                self._paused[key] = self.report.paused[key] = result.error or "token refused"
             else:
                 self._holds[key] = now + timedelta(seconds=result.retry_after or 60)
                 self.report.waiting[key] = result.retry_after or 60.0
-        if not result.token_refused:
+        status = await self._recorder.record(message.delivery_id, result, now)
+        self._touched.add(message.campaign_id)
+        if result.token_refused:
+            await asyncio.to_thread(db.pause, self.store, *key, self._paused[key], now, self.actor)
+        else:
             self.report.count(status)
 
     async def _sleep_until(self, moment: datetime) -> None:
@@ -326,7 +381,9 @@ class Dispatcher:
 
     async def _settle(self) -> None:
         touched, self._touched = sorted(self._touched), set()
-        await asyncio.to_thread(db.settle, self.store, touched, self.actor)
+        # A batch a call: one thread busy for long (a broadcast settles thousands) starves the loop of the GIL.
+        for start in range(0, len(touched), SETTLE_BATCH):
+            await asyncio.to_thread(db.settle, self.store, touched[start : start + SETTLE_BATCH], self.actor)
 
     async def _finish_run(self) -> None:
         await self._settle()

@@ -7,10 +7,12 @@ loop never waits on the database. Every state change goes through
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import ColumnElement, delete, func, or_, select, update
 from sqlalchemy.orm import Session
@@ -18,9 +20,19 @@ from sqlalchemy.orm import Session
 from outreach.campaigns import settle_campaigns
 from outreach.channel import Markup, RenderedMessage
 from outreach.db import Store
-from outreach.lifecycle import OPEN_CAMPAIGNS, Actor, move_campaign, move_deliveries, move_delivery
+from outreach.lifecycle import (
+    OPEN_CAMPAIGNS,
+    Actor,
+    TransitionRefused,
+    move_campaigns,
+    move_deliveries,
+    move_delivery,
+    move_each,
+)
 from outreach.models import Campaign, CampaignStatus, ChannelPause, Delivery, DeliveryStatus, Link
 from outreach.text import scrub
+
+log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 8
 BASE_BACKOFF = timedelta(seconds=30)
@@ -100,6 +112,20 @@ def claim(
     if targets is not None:
         which.append(Delivery.target.in_(targets))
     with store.sessions.begin() as session:
+        if session.get_bind().dialect.name == "postgresql":
+            # Lock the rows in a statement of their own: as the UPDATE's `IN (...)`, PostgreSQL may run a
+            # LIMIT ... SKIP LOCKED subquery again for each row (a semi join), each run skipping the rows
+            # the UPDATE already took and handing over the next ones: every due row, not `limit`.
+            chosen = session.scalars(
+                select(Delivery.id)
+                .where(Delivery.status == DeliveryStatus.pending, *which)
+                .order_by(Delivery.id)
+                .limit(limit)
+                .with_for_update(skip_locked=True, of=Delivery)
+            ).all()
+            if not chosen:
+                return []
+            which = [Delivery.id.in_(chosen)]
         ids = move_deliveries(
             session,
             which,
@@ -107,7 +133,6 @@ def claim(
             DeliveryStatus.sending,
             actor,
             limit=limit,
-            skip_locked=session.get_bind().dialect.name == "postgresql",
             claimed_at=now,
             attempts=Delivery.attempts + 1,
             transport=transport,
@@ -115,31 +140,44 @@ def claim(
         if not ids:
             return []
         rows = session.execute(
-            select(Delivery, Link.destination)
+            select(
+                Delivery.id,
+                Delivery.campaign_id,
+                Delivery.channel,
+                Delivery.target,
+                Delivery.language,
+                Delivery.text,
+                Delivery.link_code,
+                Delivery.image_url,
+                Delivery.attempts,
+                Link.destination,
+            )
             .outerjoin(Link, Link.code == Delivery.link_code)
             .where(Delivery.id.in_(ids))
+            .order_by(Delivery.id)
         ).all()
-        campaigns = {delivery.campaign_id for delivery, _ in rows}
-        for campaign in session.scalars(select(Campaign).where(Campaign.id.in_(campaigns))):
-            if campaign.status is CampaignStatus.scheduled:
-                move_campaign(session, campaign, CampaignStatus.sending, actor, "first delivery claimed")
+        # Conditional on `scheduled`: of two dispatchers claiming one campaign's targets, one starts it.
+        started = sorted({row.campaign_id for row in rows})
+        move_campaigns(
+            session, started, CampaignStatus.scheduled, CampaignStatus.sending, actor, "first delivery claimed"
+        )
         return [
             Claimed(
                 RenderedMessage(
-                    delivery_id=delivery.id,
-                    campaign_id=delivery.campaign_id,
-                    channel=delivery.channel,
-                    target=delivery.target,
-                    language=delivery.language,
-                    text=delivery.text,
+                    delivery_id=row.id,
+                    campaign_id=row.campaign_id,
+                    channel=row.channel,
+                    target=row.target,
+                    language=row.language,
+                    text=row.text,
                     markup=markup,
-                    link_code=delivery.link_code,
-                    destination=destination,
-                    image_url=delivery.image_url,
+                    link_code=row.link_code,
+                    destination=row.destination,
+                    image_url=row.image_url,
                 ),
-                delivery.attempts,
+                row.attempts,
             )
-            for delivery, destination in sorted(rows, key=lambda row: row[0].id)
+            for row in rows
         ]
 
 
@@ -158,23 +196,66 @@ class Result:
 
 def finish(store: Store, delivery_id: int, result: Result, now: datetime, actor: Actor) -> DeliveryStatus:
     """Record one attempt's outcome (committed); returns the delivery's state after it."""
+    return finish_many(store, [(delivery_id, result, now)], actor)[0]
+
+
+def finish_many(store: Store, outcomes: Sequence[tuple[int, Result, datetime]], actor: Actor) -> list[DeliveryStatus]:
+    """Record many attempts' outcomes in one transaction (committed); each delivery's state after it.
+
+    Sends that went out (nearly all) are written with one UPDATE and one audit
+    INSERT for the lot; the rest one by one, as each needs its own decisions.
+    """
     with store.sessions.begin() as session:
-        delivery = session.get_one(Delivery, delivery_id)
-        status = result.status
-        if status is DeliveryStatus.pending and not result.token_refused and delivery.attempts >= MAX_ATTEMPTS:
-            status = DeliveryStatus.failed
-        note = scrub(result.error) if result.error else None
-        move_delivery(session, delivery, status, actor, note)
-        delivery.last_error = note
-        if status is DeliveryStatus.sent:
-            delivery.platform_id, delivery.sent_at = result.platform_id, now
-        elif result.token_refused:
-            delivery.attempts -= 1  # a refused token says nothing about the message
-        elif status is DeliveryStatus.pending:
-            delivery.next_attempt_at = now + backoff(delivery.attempts, result.retry_after)
-            if result.hold is not None and result.retry_after is not None:
-                _hold_others(session, delivery, result.hold == EVERY_TARGET, delivery.next_attempt_at)
-        return status
+        sent = {i: (r, at) for i, r, at in outcomes if r.status is DeliveryStatus.sent}
+        done: dict[int, DeliveryStatus] = {}
+        if sent:
+            found = session.execute(select(Delivery.id, Delivery.campaign_id).where(Delivery.id.in_(sent))).all()
+            rows: list[dict[str, Any]] = [
+                {
+                    "id": i,
+                    "campaign_id": c,
+                    "platform_id": sent[i][0].platform_id,
+                    "sent_at": sent[i][1],
+                    "last_error": None,
+                }
+                for i, c in found
+            ]
+            try:
+                with session.begin_nested():
+                    move_each(session, rows, DeliveryStatus.sending, DeliveryStatus.sent, actor)
+                done = {row["id"]: DeliveryStatus.sent for row in rows}
+            except TransitionRefused:  # one was taken from us (a lease ran out): each on its own below
+                done = {}
+        for delivery_id, result, at in outcomes:
+            if delivery_id not in done:
+                done[delivery_id] = _finish_one(session, session.get_one(Delivery, delivery_id), result, at, actor)
+        return [done[delivery_id] for delivery_id, _, _ in outcomes]
+
+
+def _finish_one(session: Session, delivery: Delivery, result: Result, now: datetime, actor: Actor) -> DeliveryStatus:
+    if delivery.status is not DeliveryStatus.sending:
+        log.warning(
+            "delivery %s: %s already (its claim outlived the lease); this attempt's outcome was %s",
+            delivery.id,
+            delivery.status.value,
+            result.status.value,
+        )
+        return delivery.status
+    status = result.status
+    if status is DeliveryStatus.pending and not result.token_refused and delivery.attempts >= MAX_ATTEMPTS:
+        status = DeliveryStatus.failed
+    note = scrub(result.error) if result.error else None
+    move_delivery(session, delivery, status, actor, note)
+    delivery.last_error = note
+    if status is DeliveryStatus.sent:
+        delivery.platform_id, delivery.sent_at = result.platform_id, now
+    elif result.token_refused:
+        delivery.attempts -= 1  # a refused token says nothing about the message
+    elif status is DeliveryStatus.pending:
+        delivery.next_attempt_at = now + backoff(delivery.attempts, result.retry_after)
+        if result.hold is not None and result.retry_after is not None:
+            _hold_others(session, delivery, result.hold == EVERY_TARGET, delivery.next_attempt_at)
+    return status
 
 
 def _hold_others(session: Session, delivery: Delivery, whole_channel: bool, until: datetime) -> None:
@@ -193,11 +274,20 @@ def _hold_others(session: Session, delivery: Delivery, whole_channel: bool, unti
     )
 
 
-def settle(store: Store, campaign_ids: Sequence[int], actor: Actor) -> None:
-    """Campaigns whose deliveries all reached a final state are done (or done with errors)."""
-    if campaign_ids:
-        with store.sessions.begin() as session:
-            settle_campaigns(session, actor, campaign_ids)
+def settle(store: Store, campaign_ids: Sequence[int] | None, actor: Actor) -> int:
+    """Campaigns whose deliveries all reached a final state are done (or done with errors); how many.
+
+    `None`: every open campaign (at start-up: a run killed before its end left some open).
+    """
+    if campaign_ids is not None and not campaign_ids:
+        return 0
+    with store.sessions.begin() as session:
+        # Locked first, in id order (PostgreSQL): a `retry` committing meanwhile is seen, not overwritten.
+        still_open = select(Campaign.id).where(Campaign.status.in_(OPEN_CAMPAIGNS)).order_by(Campaign.id)
+        if campaign_ids is not None:
+            still_open = still_open.where(Campaign.id.in_(campaign_ids))
+        locked = session.scalars(still_open.with_for_update()).all()
+        return settle_campaigns(session, actor, locked) if locked else 0
 
 
 def recover(store: Store, idempotent: dict[tuple[str, str], str], now: datetime, lease: timedelta, actor: Actor) -> int:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, insert, select, update
+from sqlalchemy import ColumnElement, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from outreach.models import AuditEntry, Campaign, CampaignStatus, Delivery, DeliveryStatus, utcnow
@@ -158,3 +158,55 @@ def move_deliveries(
         rows = [_audit("delivery", str(i), c, old.value, to.value, actor, note) for i, c in moved]
         session.execute(insert(AuditEntry), rows)
     return sorted(i for i, _ in moved)
+
+
+def move_campaigns(
+    session: Session, ids: Sequence[int], old: CampaignStatus, to: CampaignStatus, actor: Actor, note: str | None = None
+) -> list[int]:
+    """Move every campaign of `ids` that is in state `old` to `to`, in one UPDATE; returns the ids moved.
+
+    For the dispatcher, which opens and closes campaigns by the hundred a second.
+    """
+    if to not in CAMPAIGN_MOVES[old]:
+        raise TransitionRefused(f"campaigns in {old.value} cannot become {to.value}")
+    if not ids:
+        return []
+    moved = session.execute(
+        update(Campaign)
+        .where(Campaign.id.in_(ids), Campaign.status == old)
+        .values(status=to)
+        .returning(Campaign.id)
+        .execution_options(synchronize_session=False)
+    ).scalars()
+    done = sorted(moved)
+    if done:
+        rows = [_audit("campaign", str(i), i, old.value, to.value, actor, note) for i in done]
+        session.execute(insert(AuditEntry), rows)
+    return done
+
+
+def move_each(
+    session: Session, rows: Sequence[dict[str, Any]], old: DeliveryStatus, to: DeliveryStatus, actor: Actor
+) -> None:
+    """Move each delivery (`id`, `campaign_id`, and its own new column values) from `old` to `to`.
+
+    One executemany UPDATE and one audit INSERT however many rows: the dispatcher
+    records its sends this way. Any row not in `old` refuses the whole batch
+    (TransitionRefused; the caller rolls back and records the rows one by one).
+    """
+    if to not in DELIVERY_MOVES[old]:
+        raise TransitionRefused(f"deliveries in {old.value} cannot become {to.value}")
+    if not rows:
+        return
+    columns = sorted({key for row in rows for key in row} - {"id", "campaign_id"})
+    statement = (
+        update(Delivery.__table__)  # type: ignore[arg-type]
+        .where(Delivery.__table__.c.id == bindparam("b_id"), Delivery.__table__.c.status == old)
+        .values(status=to, **{column: bindparam(f"b_{column}") for column in columns})
+    )
+    params = [{"b_id": row["id"], **{f"b_{column}": row.get(column) for column in columns}} for row in rows]
+    changed = session.connection().execute(statement, params).rowcount
+    if changed != len(rows):
+        raise TransitionRefused(f"{len(rows) - changed} of {len(rows)} deliveries were no longer {old.value}")
+    audit = [_audit("delivery", str(row["id"]), row["campaign_id"], old.value, to.value, actor, None) for row in rows]
+    session.execute(insert(AuditEntry), audit)
