@@ -289,7 +289,8 @@ def init(obj: Context, config_example: bool) -> None:
 def status(obj: Context) -> None:
     """Which config and database are in use, and what they hold."""
     from outreach.db import Access
-    from outreach.status import read_status
+    from outreach.models import utcnow
+    from outreach.status import job_line, read_status
 
     with obj.store(Access.read) as store, store.sessions() as session:
         found, revision = read_status(session), store.revision
@@ -308,10 +309,7 @@ def status(obj: Context) -> None:
         ("routes", routes[0] if routes else "none: no channel is enabled"),
         *[("", route) for route in routes[1:]],
     ]
-    jobs = [
-        f"{job.id}: next {obj.local(job.next_run_at)}, last {obj.local(job.last_run_at)} {job.last_outcome or ''}".rstrip()
-        for job in found.jobs
-    ]
+    jobs = [job_line(job, utcnow(), obj.local) for job in found.jobs]
     rows.append(("jobs", jobs[0] if jobs else "none recorded: `outreach run` is not running here"))
     rows += [("", job) for job in jobs[1:]]
     problems = [f"{channel} → {target} paused: {why}" for (channel, target), why in found.pauses.items()]

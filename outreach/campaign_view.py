@@ -13,6 +13,9 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from rich.console import Console
+from rich.padding import Padding
+from rich.table import Table
+from rich.text import Text
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -150,11 +153,15 @@ def print_campaign(out: Console, shown: Shown, zone: ZoneInfo) -> None:
         else ("approved", "not yet"),
         ("due", when(campaign.scheduled_at) if campaign.scheduled_at else "as soon as approved"),
     ]
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(no_wrap=True, min_width=10, justify="right")
+    grid.add_column()
     for label, value in facts:
-        out.print(f"  {label:<9} {value}", markup=False, highlight=False)
+        grid.add_row(label, Text(value))
+    out.print(grid)
     out.print("[b]next[/b]")
     for step in shown.next_steps:
-        out.print(f"  {step}", markup=False, highlight=False)
+        out.print(Padding(Text(step), (0, 0, 0, 2)))
     if shown.deliveries:
         table = fitted_table(
             "id",
@@ -165,6 +172,7 @@ def print_campaign(out: Console, shown: Shown, zone: ZoneInfo) -> None:
             "last error",
             "platform id",
             wide="last error",
+            wrap={"channel", "target", "platform id"},
             right={"id", "tries"},
         )
         for d in shown.deliveries:
@@ -172,9 +180,10 @@ def print_campaign(out: Console, shown: Shown, zone: ZoneInfo) -> None:
                 str(d.id), d.channel, d.target, d.status.value, str(d.attempts), d.last_error or "", d.platform_id or ""
             )
         out.print(table)
-    trail = fitted_table("when", "who", "change", "note", wide="note", title="Audit trail")
+    trail = fitted_table("when", "who", "change", "note", wide="note", wrap={"who", "change"}, title="Audit trail")
     for entry in shown.audit:
-        change = f"{entry.entity} {entry.entity_id}: {entry.from_state or '·'} → {entry.to_state}"
+        what = "" if entry.entity == "campaign" else f"{entry.entity} {entry.entity_id}: "
+        change = f"{what}{entry.from_state or '·'} → {entry.to_state}"
         trail.add_row(when(entry.at), _who(entry.actor, entry.acting_as), change, entry.note or "")
     out.print(trail)
 

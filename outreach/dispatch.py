@@ -312,7 +312,14 @@ class Dispatcher:
         """One slot (waiting for it), then as many more as are free now, up to `room`."""
         if not route.to_platform:
             return [Slot() for _ in range(room)]
-        slots = [await self.pacer.wait(route.channel, route.target)]
+        first = asyncio.ensure_future(self.pacer.wait(route.channel, route.target))
+        stopped = asyncio.ensure_future(self._stop.wait())
+        await asyncio.wait({first, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        if not first.done():  # stopped while waiting for the window (a minute, into a Telegram group)
+            first.cancel()
+            return []
+        slots = [first.result()]
         while len(slots) < room and (more := self.pacer.free(route.channel, route.target)) is not None:
             slots.append(more)
         return slots
@@ -329,6 +336,8 @@ class Dispatcher:
         return verdict if verdict.when > now else None
 
     async def _claim(self, route: Route, room: int) -> list[Claimed]:
+        if room <= 0:
+            return []
         if self._budget is not None:
             room = min(room, self._budget)
             if room <= 0:

@@ -22,7 +22,7 @@ from typing import Any
 
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, EVENT_JOB_MISSED, JobExecutionEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from sqlalchemy import select, text
+from sqlalchemy import select, text, update
 
 from outreach.campaigns import CampaignError, CampaignRequest, approve_campaign, create_campaign
 from outreach.config import Digest, Settings
@@ -35,6 +35,7 @@ from outreach.models import Campaign, CampaignKind, Item, JobState, utcnow
 from outreach.render import Renderer, RenderError
 from outreach.routing import Routing
 from outreach.rules import RulesReport, apply_rules
+from outreach.status import RUNNER_HEARTBEAT
 
 log = logging.getLogger(__name__)
 SCHEDULER_LOCK = 0x6F757473  # "outs": who runs the periodic jobs on PostgreSQL
@@ -169,13 +170,15 @@ class Runner:
         try:
             while not stop.is_set():
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=30)
+                    await asyncio.wait_for(stop.wait(), timeout=RUNNER_HEARTBEAT.total_seconds())
                 await asyncio.to_thread(self._write_jobs, scheduler)
         finally:
             scheduler.shutdown(wait=False)
             if tracker is not None:
                 tracker.should_exit = True
             await asyncio.gather(*tasks, return_exceptions=True)
+            if leader:  # another process may still run the jobs (PostgreSQL)
+                await asyncio.to_thread(self._write_jobs, None)
             self._release()
 
     def _schedule(self, scheduler: AsyncIOScheduler) -> None:
@@ -226,8 +229,12 @@ class Runner:
             state.last_run_at, state.last_outcome, state.updated_at = self.clock(), outcome[:500], self.clock()
             session.merge(state)
 
-    def _write_jobs(self, scheduler: AsyncIOScheduler) -> None:
+    def _write_jobs(self, scheduler: AsyncIOScheduler | None) -> None:
+        """Each job's next run, for `outreach status` (a heartbeat too); `None`: the runner stopped."""
         with self.store.sessions() as session, session.begin():
+            if scheduler is None:
+                session.execute(update(JobState).values(next_run_at=None, updated_at=self.clock()))
+                return
             for job in scheduler.get_jobs():
                 state = session.get(JobState, job.id) or JobState(id=job.id)
                 state.next_run_at, state.updated_at = job.next_run_time, self.clock()

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -11,6 +12,19 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from outreach.models import Campaign, ChannelPause, Click, Delivery, DeliveryStatus, Item, JobState, Source
+
+RUNNER_HEARTBEAT = timedelta(seconds=30)  # how often `outreach run` writes its jobs' next runs
+
+
+def job_line(job: JobState, now: datetime, local: Callable[[datetime | None], str]) -> str:
+    """One job as `status` shows it: when it runs next (or that the runner stopped, or went silent), and last."""
+    if job.next_run_at is None:
+        when = f"stopped {local(job.updated_at)} (`outreach run` is not running)"
+    elif job.updated_at < now - 4 * RUNNER_HEARTBEAT:
+        when = f"next {local(job.next_run_at)}, but the runner is silent since {local(job.updated_at)}"
+    else:
+        when = f"next {local(job.next_run_at)}"
+    return f"{job.id}: {when}, last {local(job.last_run_at)} {job.last_outcome or ''}".rstrip()
 
 
 @dataclass(frozen=True)
