@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from outreach.campaigns import get_campaign
 from outreach.config import Settings
 from outreach.dispatch import DispatchPlan
-from outreach.dispatch_store import EVERY_TARGET
+from outreach.dispatch_store import EVERY_TARGET, posts_on
 from outreach.models import AuditEntry, Campaign, CampaignStatus, ChannelPause, Delivery, DeliveryStatus, utcnow
 from outreach.routing import Route
 from outreach.tables import fitted_table
@@ -91,7 +91,17 @@ def _next(
             )
         elif delivery.status is DeliveryStatus.pending:
             steps.append(f"{where}: {_why_waiting(session, plan, routes, campaign, delivery, pauses, now)}")
+        elif delivery.status is DeliveryStatus.sending and delivery.claimed_at is not None:
+            lease_end = delivery.claimed_at + plan.lease
+            steps.append(
+                f"{where}: being sent since {_clock(delivery.claimed_at, plan)}; unless a dispatcher records it by "
+                f"{_clock(lease_end, plan)}, it is taken as interrupted (unknown: check the target, then settle)"
+            )
     return steps or ["nothing pending"]
+
+
+def _clock(moment: datetime, plan: DispatchPlan) -> str:
+    return moment.astimezone(plan.zone).strftime("%a %d/%m %H:%M:%S")
 
 
 def _why_waiting(
@@ -112,27 +122,20 @@ def _why_waiting(
         return f"paused ({paused}); fix it, then outreach channel resume {delivery.channel}"
     if key not in routes:
         return "waits: this target is no longer an enabled target in the config"
-    if campaign.scheduled_at is not None and campaign.scheduled_at > now:
-        return f"due {show(campaign.scheduled_at)} (--at)"
-    if delivery.next_attempt_at is not None and delivery.next_attempt_at > now:
-        return f"retry {show(delivery.next_attempt_at)} after: {delivery.last_error}"
+    start, due = now, ""
+    if campaign.scheduled_at is not None and campaign.scheduled_at > start:
+        start, due = campaign.scheduled_at, f"due {show(campaign.scheduled_at)} (--at)"
+    if delivery.next_attempt_at is not None and delivery.next_attempt_at > start:
+        start, due = delivery.next_attempt_at, f"retry {show(delivery.next_attempt_at)} after: {delivery.last_error}"
     pacing = plan.pacing.get(delivery.channel)
     if pacing is not None:
-        day_start = now.astimezone(plan.zone).replace(hour=0, minute=0, second=0, microsecond=0)
-        sent = list(
-            session.execute(
-                select(Delivery.sent_at).where(
-                    Delivery.channel == delivery.channel,
-                    Delivery.target == delivery.target,
-                    Delivery.status == DeliveryStatus.sent,
-                )
-            ).scalars()
-        )
-        today = sum(1 for moment in sent if moment is not None and moment >= day_start)
-        last = max((moment for moment in sent if moment is not None), default=None)
-        verdict = next_slot(pacing, plan.holidays or Holidays(), plan.zone, now, today, last)
-        if verdict.when > now:
-            return verdict.why
+        day_start = start.astimezone(plan.zone).replace(hour=0, minute=0, second=0, microsecond=0)
+        today, last = posts_on(session, delivery.channel, delivery.target, day_start)
+        verdict = next_slot(pacing, plan.holidays or Holidays(), plan.zone, start, today, last)
+        if verdict.when > start:
+            return f"{due}, then waits: {verdict.why}" if due else verdict.why
+    if due:
+        return due
     return f"due now, via {routes[key].transport.name}: the next `outreach send` (or a running `outreach run`) sends it"
 
 

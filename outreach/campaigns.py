@@ -42,6 +42,7 @@ from outreach.models import (
     utcnow,
 )
 from outreach.render import CampaignView, DigestEntry, ItemView, PostContext, Renderer
+from outreach.text import plural
 
 PREVIEW_CODE = "PREVIEWxx"
 DEFAULT_TEMPLATE = {CampaignKind.digest: "digest", CampaignKind.message: "message"}  # items: the channel's
@@ -79,11 +80,17 @@ class Preview:
 
 
 def create_campaign(
-    session: Session, settings: Settings, renderer: Renderer, request: CampaignRequest, actor: Actor
+    session: Session,
+    settings: Settings,
+    renderer: Renderer,
+    request: CampaignRequest,
+    actor: Actor,
+    vouched: str | None = None,
 ) -> Campaign:
     """A draft campaign, checked (items, channels, targets, templates) and audited.
 
-    Without `require_approval` it is approved and scheduled at once. An item
+    Without `require_approval`, or with `vouched` (what stands in for the second
+    person: a rule or digest set to `approved: true`), it is approved and scheduled at once. An item
     already announced on a channel is refused unless `force`: the same news twice
     on a government page looks like a mistake, because it usually is.
     """
@@ -121,9 +128,9 @@ def create_campaign(
     preview_campaign(session, settings, renderer, campaign)  # a template error is found now, not when sending
     note_campaign(session, campaign, actor, "draft", f"created ({request.kind.value})" + _by_rule(request))
     if not settings.schedule.require_approval:
-        approve_campaign(
-            session, settings, renderer, campaign.id, actor, vouched="approval not required (schedules.yaml)"
-        )
+        vouched = "approval not required (schedules.yaml)"
+    if vouched is not None:  # a rule or digest with `approved: true`, or the config, stands in for a second person
+        approve_campaign(session, settings, renderer, campaign.id, actor, vouched=vouched)
     return campaign
 
 
@@ -310,7 +317,13 @@ def approve_campaign(
     campaign.approved_by, campaign.approved_as, campaign.approved_at = actor.login, actor.acting_as, utcnow()
     deliveries = _queue(session, settings, renderer, campaign)
     campaign.scheduled_at = campaign.scheduled_at or utcnow()
-    move_campaign(session, campaign, CampaignStatus.scheduled, actor, f"{len(deliveries)} deliveries queued")
+    move_campaign(
+        session,
+        campaign,
+        CampaignStatus.scheduled,
+        actor,
+        plural(len(deliveries), "delivery", "deliveries") + " queued",
+    )
     return deliveries
 
 
@@ -385,6 +398,13 @@ def cancel_campaign(session: Session, campaign_id: int, actor: Actor, reason: st
 def retry_campaign(session: Session, campaign_id: int, actor: Actor) -> int:
     """Send a campaign's failed deliveries again (fresh attempts); returns how many."""
     campaign = get_campaign(session, campaign_id)
+    if campaign.status not in (CampaignStatus.sending, CampaignStatus.done_with_errors):
+        why = (
+            "nothing failed to retry"
+            if campaign.status is CampaignStatus.done
+            else "only a campaign that is sending or done_with_errors can be retried"
+        )
+        raise CampaignError(f"campaign {campaign_id} is {campaign.status.value}: {why}")
     retried = move_deliveries(
         session,
         [Delivery.campaign_id == campaign_id],

@@ -104,17 +104,29 @@ class Rule(Strict):
     max_age_days: float = Field(default=3, gt=0)  # older items are not announced by a rule
 
 
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
 class Digest(Strict):
     """A daily digest: the day's matching items in one campaign, at a set time (cron-like days)."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     at: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")  # local time, HH:MM
-    days: str = Field(default="mon-fri", pattern=r"^[a-z,\-]+$")  # APScheduler day_of_week: mon-fri, sat,sun
+    days: str = "mon-fri"  # as cron writes them: mon-fri, sat,sun, mon-sun
     language: Language = "vi"
     topics: list[str] = []  # any of these; none: any topic
     channels: list[str] = []  # none: every enabled channel
     approved: bool = False
     max_items: int = Field(default=8, ge=1, le=30)
+
+    @field_validator("days")
+    @classmethod
+    def _known_days(cls, value: str) -> str:
+        for part in value.split(","):
+            ends = part.strip().split("-")
+            if len(ends) > 2 or not all(end in WEEKDAYS for end in ends):
+                raise ValueError(f"{part!r} is not a day or a range of days ({', '.join(WEEKDAYS)}; e.g. mon-fri)")
+        return value
 
 
 class HolidaySettings(Strict):
@@ -335,11 +347,26 @@ def _cross_check(schedule: Schedule) -> list[tuple[tuple[str | int, ...], str]]:
                 problems.append(
                     (("rules", i, "sources", j), f"unknown source {source_name!r} (known: {', '.join(names)})")
                 )
-        for j, channel in enumerate(rule.channels):
-            if channel not in schedule.channels.platforms:
-                known_channels = ", ".join(schedule.channels.platforms) or "none configured"
-                problems.append((("rules", i, "channels", j), f"unknown channel {channel!r} (known: {known_channels})"))
+        problems += _unknown_channels(schedule, ("rules", i), rule.channels)
+    for i, digest in enumerate(schedule.digests):
+        if digest.name in rule_names or [d.name for d in schedule.digests].index(digest.name) != i:
+            problems.append((("digests", i, "name"), f"name {digest.name!r} is taken by another rule or digest"))
+        for j, topic_id in enumerate(digest.topics):
+            if topic_id not in known:
+                problems.append((("digests", i, "topics", j), f"unknown topic id {topic_id!r}"))
+        problems += _unknown_channels(schedule, ("digests", i), digest.channels)
     return problems
+
+
+def _unknown_channels(
+    schedule: Schedule, where: tuple[str | int, ...], channels: Sequence[str]
+) -> list[tuple[tuple[str | int, ...], str]]:
+    known = ", ".join(schedule.channels.platforms) or "none configured"
+    return [
+        ((*where, "channels", j), f"unknown channel {channel!r} (known: {known})")
+        for j, channel in enumerate(channels)
+        if channel not in schedule.channels.platforms
+    ]
 
 
 def _located(path: Path, root: yaml.Node | None, loc: Sequence[str | int], msg: str) -> str:

@@ -43,6 +43,7 @@ __all__ = [
 ]
 SETTLE_BATCH = 200  # campaigns settled per database call (one aggregate query each)
 OUTBOX_BATCH = 16  # outbox files written at once per target
+RECORD_RETRIES = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0)  # seconds between tries to record outcomes (a busy database)
 SENDING_LEASE = timedelta(minutes=5)  # a send in flight is never older: an older `sending` row was a crash
 
 
@@ -142,14 +143,25 @@ class Recorder:
         while self._waiting:
             batch, self._waiting = self._waiting, []
             outcomes = [(delivery_id, result, now) for delivery_id, result, now, _ in batch]
-            try:
-                statuses = await asyncio.to_thread(db.finish_many, self.store, outcomes, self.actor)
-            except Exception as exc:  # the database is gone: each sender hears it
-                for *_, done in batch:
-                    done.set_exception(exc)
-                continue
-            for (*_, done), status in zip(batch, statuses, strict=True):
-                done.set_result(status)
+            statuses: list[DeliveryStatus] | None = None
+            error: Exception | None = None
+            for pause in (*RECORD_RETRIES, None):  # the outcomes are only in memory: try hard to keep them
+                try:
+                    statuses = await asyncio.to_thread(db.finish_many, self.store, outcomes, self.actor)
+                    break
+                except Exception as exc:
+                    error = exc
+                    if pause is None:
+                        break
+                    log.warning("recording %d outcomes failed (%s); again in %g s", len(batch), exc, pause)
+                    await asyncio.sleep(pause)
+            for index, (*_, done) in enumerate(batch):
+                if done.done():  # its sender was cancelled
+                    continue
+                if statuses is not None:
+                    done.set_result(statuses[index])
+                else:  # still `sending`: the next start declares them interrupted
+                    done.set_exception(error or RuntimeError("outcome not recorded"))
 
 
 class Dispatcher:
@@ -175,6 +187,8 @@ class Dispatcher:
         self._stop = asyncio.Event()
         self._touched: set[int] = set()  # campaigns to settle
         self._recorder = Recorder(store, self.actor)
+        self._unsaved: set[RouteKey] = set()  # pauses decided here, not yet stored
+        self.health = "ok"  # or the last pass's error, for `outreach status`
 
     # --- the two ways to run ---------------------------------------------------------------
 
@@ -198,22 +212,34 @@ class Dispatcher:
         await self._prepare()
         last_recovery = self.clock()
         while not stop.is_set():
-            now = self.clock()
-            if now - last_recovery > self.plan.lease / 2:
-                self.report.recovered += await asyncio.to_thread(
-                    db.recover, self.store, self._idempotent(), now, self.plan.lease, self.actor
-                )
-                last_recovery = now
-            for channel, target, _ in await asyncio.to_thread(db.due_keys, self.store, now):
-                key = (channel, target)
-                running = self._workers.get(key)
-                if running is None or running.done():
-                    self._start(key, until_idle=False)
-            await self._settle()
+            try:
+                last_recovery = await self._pass(last_recovery)
+                self.health = "ok"
+            except Exception as exc:  # the database is busy or gone: say so, and try again
+                self.health = f"error: {type(exc).__name__}: {exc}"
+                log.exception("dispatcher: %s", exc)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=poll)
         await asyncio.gather(*self._workers.values(), return_exceptions=True)
         await self._finish_run()
+
+    async def _pass(self, last_recovery: datetime) -> datetime:
+        """One look at the store: pauses lifted or added elsewhere, interrupted claims, due targets, settling."""
+        now = self.clock()
+        stored = await asyncio.to_thread(db.pauses, self.store)
+        self._paused = {**stored, **{key: self._paused[key] for key in self._unsaved if key in self._paused}}
+        if now - last_recovery > self.plan.lease / 2:
+            self.report.recovered += await asyncio.to_thread(
+                db.recover, self.store, self._idempotent(), now, self.plan.lease, self.actor
+            )
+            last_recovery = now
+        for channel, target, _ in await asyncio.to_thread(db.due_keys, self.store, now):
+            key = (channel, target)
+            running = self._workers.get(key)
+            if running is None or running.done():
+                self._start(key, until_idle=False)
+        await self._settle()
+        return last_recovery
 
     # --- workers ---------------------------------------------------------------------------
 
@@ -379,7 +405,11 @@ class Dispatcher:
         status = await self._recorder.record(message.delivery_id, result, now)
         self._touched.add(message.campaign_id)
         if result.token_refused:
-            await asyncio.to_thread(db.pause, self.store, *key, self._paused[key], now, self.actor)
+            self._unsaved.add(key)
+            try:
+                await asyncio.to_thread(db.pause, self.store, *key, self._paused[key], now, self.actor)
+            finally:
+                self._unsaved.discard(key)
         else:
             self.report.count(status)
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, func, or_, select, update
+from sqlalchemy import ColumnElement, case, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from outreach.campaigns import settle_campaigns
@@ -233,6 +233,11 @@ def finish_many(store: Store, outcomes: Sequence[tuple[int, Result, datetime]], 
 
 
 def _finish_one(session: Session, delivery: Delivery, result: Result, now: datetime, actor: Actor) -> DeliveryStatus:
+    if delivery.status is DeliveryStatus.unknown and result.status is DeliveryStatus.sent:
+        # Declared interrupted while its send was slow: the platform's answer settles it.
+        move_delivery(session, delivery, DeliveryStatus.sent, actor, "the send outlived its lease, then succeeded")
+        delivery.platform_id, delivery.sent_at, delivery.last_error = result.platform_id, now, None
+        return DeliveryStatus.sent
     if delivery.status is not DeliveryStatus.sending:
         log.warning(
             "delivery %s: %s already (its claim outlived the lease); this attempt's outcome was %s",
@@ -341,19 +346,19 @@ def resume(store: Store, channel: str, target: str | None, actor: Actor) -> int:
 
 
 def sent_on(store: Store, channel: str, target: str, since: datetime) -> tuple[int, datetime | None]:
-    """Posts sent to a target since a moment (the local day's start), and the last one's time."""
+    """Posts sent (or going out now) to a target since a moment (the local day's start), and the last one's time."""
     with store.sessions() as session:
-        count, last = session.execute(
-            select(func.count(Delivery.id), func.max(Delivery.sent_at)).where(
-                Delivery.channel == channel,
-                Delivery.target == target,
-                Delivery.status == DeliveryStatus.sent,
-                Delivery.sent_at >= since,
-            )
-        ).one()
-        latest = session.scalar(
-            select(func.max(Delivery.sent_at)).where(
-                Delivery.channel == channel, Delivery.target == target, Delivery.status == DeliveryStatus.sent
-            )
+        return posts_on(session, channel, target, since)
+
+
+def posts_on(session: Session, channel: str, target: str, since: datetime) -> tuple[int, datetime | None]:
+    """`sent_on` in a session of the caller's. A send in flight counts: another process may be making it."""
+    moment = func.coalesce(Delivery.sent_at, Delivery.claimed_at)
+    count, last = session.execute(
+        select(func.coalesce(func.sum(case((moment >= since, 1), else_=0)), 0), func.max(moment)).where(
+            Delivery.channel == channel,
+            Delivery.target == target,
+            Delivery.status.in_([DeliveryStatus.sent, DeliveryStatus.sending]),
         )
-        return int(count), latest or last
+    ).one()
+    return int(count), last

@@ -198,7 +198,9 @@ def move_each(
         raise TransitionRefused(f"deliveries in {old.value} cannot become {to.value}")
     if not rows:
         return
-    columns = sorted({key for row in rows for key in row} - {"id", "campaign_id"})
+    columns = sorted(set(rows[0]) - {"id", "campaign_id"})
+    if any(set(row) != set(rows[0]) for row in rows):
+        raise ValueError("move_each: every row must set the same columns")
     statement = (
         update(Delivery.__table__)  # type: ignore[arg-type]
         .where(Delivery.__table__.c.id == bindparam("b_id"), Delivery.__table__.c.status == old)

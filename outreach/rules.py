@@ -16,11 +16,11 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from outreach.campaigns import CampaignError, CampaignRequest, approve_campaign, create_campaign
+from outreach.campaigns import CampaignError, CampaignRequest, create_campaign
 from outreach.config import Rule, Settings
 from outreach.db import Store
 from outreach.lifecycle import Actor
-from outreach.models import Campaign, CampaignKind, Item, Source
+from outreach.models import Campaign, CampaignKind, CampaignStatus, Item, Source
 from outreach.render import Renderer, RenderError
 
 log = logging.getLogger(__name__)
@@ -58,19 +58,33 @@ def apply_rules(store: Store, settings: Settings, renderer: Renderer, now: datet
         )
         made = session.execute(select(Campaign.rule, Campaign.item_id).where(Campaign.rule.is_not(None)))
         done = {(rule_name, item_id) for rule_name, item_id in made}
-        # An item staff already announced by hand is theirs: no rule adds to it.
-        by_hand = set(
-            session.scalars(select(Campaign.item_id).where(Campaign.rule.is_(None), Campaign.item_id.is_not(None)))
-        )
+        # An item staff already announced by hand is theirs: no rule adds to it. One another rule announced on a
+        # channel is not announced there again (`create_campaign` would refuse it at every poll).
+        by_hand: set[int] = set()
+        announced: dict[int, set[str]] = {}
+        for rule_name, item_id, channels in session.execute(
+            select(Campaign.rule, Campaign.item_id, Campaign.channels).where(
+                Campaign.item_id.is_not(None),
+                Campaign.status.not_in([CampaignStatus.cancelled, CampaignStatus.rejected]),
+            )
+        ):
+            if item_id is None:
+                continue
+            if rule_name is None:
+                by_hand.add(item_id)
+            announced.setdefault(item_id, set()).update(channels)
+    enabled = list(settings.schedule.channels.enabled())
     for rule in rules:
         young = now - timedelta(days=rule.max_age_days)
+        wanted = set(rule.channels or enabled)
         for item, source in candidates:
-            if (rule.name, item.id) in done or item.id in by_hand:
+            if (rule.name, item.id) in done or item.id in by_hand or wanted & announced.get(item.id, set()):
                 continue
             if item.published_at < young or not _matches(rule, item, source):
                 continue
             with store.sessions() as session, session.begin():
                 _make(session, settings, renderer, rule, item.id, actor, report)
+            announced.setdefault(item.id, set()).update(wanted)
     return report
 
 
@@ -91,9 +105,8 @@ def _make(
         rule=rule.name,
     )
     try:
-        campaign = create_campaign(session, settings, renderer, request, actor)
-        if rule.approved and campaign.status.value == "draft":
-            approve_campaign(session, settings, renderer, campaign.id, actor, vouched=f"approved by rule {rule.name}")
+        vouched = f"approved by rule {rule.name}" if rule.approved else None
+        campaign = create_campaign(session, settings, renderer, request, actor, vouched)
     except (CampaignError, RenderError) as exc:
         session.rollback()
         report.refused.append(f"rule {rule.name}, item {item_id}: {exc}")

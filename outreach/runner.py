@@ -24,13 +24,13 @@ from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, EVENT_JOB_MI
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import select, text, update
 
-from outreach.campaigns import CampaignError, CampaignRequest, approve_campaign, create_campaign
+from outreach.campaigns import CampaignError, CampaignRequest, create_campaign
 from outreach.config import Digest, Settings
 from outreach.db import Store
 from outreach.dispatch import Dispatcher, DispatchPlan, SendReport, plan_for
 from outreach.dispatch_store import settle
 from outreach.ingest import poll_sources
-from outreach.lifecycle import OPEN_CAMPAIGNS, Actor
+from outreach.lifecycle import Actor
 from outreach.models import Campaign, CampaignKind, Item, JobState, utcnow
 from outreach.render import Renderer, RenderError
 from outreach.routing import Routing
@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 SCHEDULER_LOCK = 0x6F757473  # "outs": who runs the periodic jobs on PostgreSQL
 MISFIRE_GRACE = 300  # seconds a late job may still run (a busy or sleeping machine)
 HOUSEKEEPING_MINUTES = 5
+DISPATCH_JOB = "dispatch"  # the dispatcher is no scheduled job; status shows its health beside them
 
 
 @dataclass
@@ -115,10 +116,8 @@ class Runner:
                 rule=digest.name,
             )
             try:
-                campaign = create_campaign(session, self.settings, self.renderer, request, self.actor)
-                if digest.approved and campaign.status.value == "draft":
-                    vouched = f"approved by digest {digest.name}"
-                    approve_campaign(session, self.settings, self.renderer, campaign.id, self.actor, vouched=vouched)
+                vouched = f"approved by digest {digest.name}" if digest.approved else None
+                campaign = create_campaign(session, self.settings, self.renderer, request, self.actor, vouched)
             except (CampaignError, RenderError) as exc:
                 log.warning("digest %s: %s", digest.name, exc)
                 session.rollback()
@@ -130,9 +129,7 @@ class Runner:
         await asyncio.to_thread(self._housekeeping)
 
     def _housekeeping(self) -> None:
-        with self.store.sessions() as session:
-            open_ids = list(session.scalars(select(Campaign.id).where(Campaign.status.in_(OPEN_CAMPAIGNS))))
-        settle(self.store, open_ids, self.actor)
+        settle(self.store, None, self.actor)
 
     # --- once, or forever --------------------------------------------------------------------
 
@@ -162,8 +159,8 @@ class Runner:
             self._schedule(scheduler)
         scheduler.add_listener(self._record, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR | EVENT_JOB_MISSED)
         scheduler.start()
-        await asyncio.to_thread(self._write_jobs, scheduler)
         dispatcher = Dispatcher(self.store, self.routing, self.plan, self.actor, self.clock)
+        await asyncio.to_thread(self._write_jobs, scheduler, dispatcher.health)
         tasks = [asyncio.create_task(dispatcher.serve(stop), name="dispatcher")]
         if tracker is not None:
             tasks.append(asyncio.create_task(tracker.serve(), name="tracker"))
@@ -171,14 +168,17 @@ class Runner:
             while not stop.is_set():
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=RUNNER_HEARTBEAT.total_seconds())
-                await asyncio.to_thread(self._write_jobs, scheduler)
+                if not leader and await asyncio.to_thread(self._lead, True):  # the leader is gone: take over its jobs
+                    leader = True
+                    self._schedule(scheduler)
+                await asyncio.to_thread(self._write_jobs, scheduler, dispatcher.health)
         finally:
             scheduler.shutdown(wait=False)
             if tracker is not None:
                 tracker.should_exit = True
             await asyncio.gather(*tasks, return_exceptions=True)
             if leader:  # another process may still run the jobs (PostgreSQL)
-                await asyncio.to_thread(self._write_jobs, None)
+                await asyncio.to_thread(self._write_jobs, None, "stopped")
             self._release()
 
     def _schedule(self, scheduler: AsyncIOScheduler) -> None:
@@ -229,22 +229,31 @@ class Runner:
             state.last_run_at, state.last_outcome, state.updated_at = self.clock(), outcome[:500], self.clock()
             session.merge(state)
 
-    def _write_jobs(self, scheduler: AsyncIOScheduler | None) -> None:
-        """Each job's next run, for `outreach status` (a heartbeat too); `None`: the runner stopped."""
+    def _write_jobs(self, scheduler: AsyncIOScheduler | None, dispatching: str) -> None:
+        """Each job's next run and the dispatcher's health, for `outreach status` (a heartbeat too).
+
+        `scheduler` None: the runner stopped.
+        """
+        now = self.clock()
         with self.store.sessions() as session, session.begin():
             if scheduler is None:
-                session.execute(update(JobState).values(next_run_at=None, updated_at=self.clock()))
+                session.execute(update(JobState).values(next_run_at=None, updated_at=now))
                 return
             for job in scheduler.get_jobs():
                 state = session.get(JobState, job.id) or JobState(id=job.id)
-                state.next_run_at, state.updated_at = job.next_run_time, self.clock()
+                state.next_run_at, state.updated_at = job.next_run_time, now
                 session.merge(state)
+            state = session.get(JobState, DISPATCH_JOB) or JobState(id=DISPATCH_JOB)
+            state.next_run_at, state.last_run_at, state.updated_at = now, now, now
+            state.last_outcome = dispatching[:500]
+            session.merge(state)
 
     # --- who runs the periodic jobs (PostgreSQL: one process) --------------------------------
 
     _lock_connection: Any = None
 
-    def _lead(self) -> bool:
+    def _lead(self, quiet: bool = False) -> bool:
+        """Whether this process runs the periodic jobs: always on SQLite; on PostgreSQL, the lock's holder."""
         if self.store.engine.dialect.name != "postgresql":
             return True
         connection = self.store.engine.connect()
@@ -253,7 +262,8 @@ class Runner:
             self._lock_connection = connection  # held for the process's life
         else:
             connection.close()
-            log.warning("another runner holds the scheduler lock: this one only dispatches and tracks")
+            if not quiet:
+                log.warning("another runner holds the scheduler lock: this one only dispatches and tracks")
         return got
 
     def _release(self) -> None:

@@ -144,6 +144,8 @@ def test_reject_and_cancel(polled: Run) -> None:
     assert "campaign 2 cancelled: 2 pending deliveries skipped" in polled("campaign", "cancel", "2").output
     assert polled("send").output.splitlines()[-1].startswith("sent 0,")
     assert "is cancelled: it cannot become cancelled" in polled("campaign", "cancel", "2", expect=1).output
+    refused = polled("campaign", "retry", "2", expect=1).output
+    assert "campaign 2 is cancelled: only a campaign that is sending or done_with_errors can be retried" in refused
 
 
 def test_settle_a_delivery_of_unknown_fate_then_the_campaign_finishes(polled: Run, database: Path) -> None:
@@ -169,7 +171,7 @@ def test_retry_sends_failed_deliveries_again(polled: Run, database: Path) -> Non
     polled("campaign", "create", "--item", "2")
     polled("--as", "Lan", "campaign", "approve", "1")
     polled("send")
-    assert "has no failed delivery to retry" in polled("campaign", "retry", "1", expect=1).output
+    assert "campaign 1 is done: nothing failed to retry" in polled("campaign", "retry", "1", expect=1).output
     sql(database, "UPDATE deliveries SET status = 'failed', last_error = 'rejected: too long' WHERE id = 1")
     sql(database, "UPDATE campaigns SET status = 'done_with_errors' WHERE id = 1")
 

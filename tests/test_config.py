@@ -246,3 +246,24 @@ def test_a_platforms_own_settings_and_a_rate_override_are_kept(tmp_path: Path) -
 
     rate = SPECS["telegram_channel"].rate.overridden(block.rate)
     assert (rate.per_second, rate.per_target_per_second, rate.per_target_burst) == (30, 1, 5)
+
+
+def test_rules_and_digests_are_checked_against_topics_channels_and_each_other(tmp_path: Path) -> None:
+    text = MINIMAL + (
+        "rules:\n"
+        "  - {name: tax-news, topics: [thue], channels: [facebok]}\n"
+        "digests:\n"
+        "  - {name: tax-news, at: '17:00', days: mon-fir, topics: [land], channels: [zalo]}\n"
+        "  - {name: evening, at: '25:00'}\n"
+    )
+    found = problems(tmp_path, text)
+    assert any(":16: digests[0].days:" in p and "'mon-fir' is not a day or a range of days" in p for p in found)
+    assert any(":17: digests[1].at:" in p for p in found)
+    text = text.replace("days: mon-fir, ", "").replace("  - {name: evening, at: '25:00'}\n", "")
+    assert problems(tmp_path, text) == [
+        f"{tmp_path / 'schedules.yaml'}:14: rules[0].topics[0]: unknown topic id 'thue'",
+        f"{tmp_path / 'schedules.yaml'}:14: rules[0].channels[0]: unknown channel 'facebok' (known: none configured)",
+        f"{tmp_path / 'schedules.yaml'}:16: digests[0].name: name 'tax-news' is taken by another rule or digest",
+        f"{tmp_path / 'schedules.yaml'}:16: digests[0].topics[0]: unknown topic id 'land'",
+        f"{tmp_path / 'schedules.yaml'}:16: digests[0].channels[0]: unknown channel 'zalo' (known: none configured)",
+    ]

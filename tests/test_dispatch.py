@@ -11,13 +11,15 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 
 from channels import LIMITS, build_routing
 from channels.outbox import OutboxChannel, read_outbox_file
+from outreach import dispatch, dispatch_store
 from outreach.channel import AuthFailed, Channel, RecipientGone, Rejected, RenderedMessage, Sent, Transient
 from outreach.config import Settings
 from outreach.db import Store
-from outreach.dispatch import MAX_ATTEMPTS, SendReport, send_pending
+from outreach.dispatch import EVERY_TARGET, MAX_ATTEMPTS, Dispatcher, SendReport, send_pending
 from outreach.models import Campaign, CampaignStatus, Delivery, DeliveryStatus, Item, Source
 from outreach.routing import Route, Routing
 from tests.conftest import announce, base_config
@@ -529,3 +531,115 @@ def test_a_refused_page_token_pauses_only_that_target(
     assert (by_target["page-0"].status, by_target["page-0"].attempts) == (DeliveryStatus.pending, 0)
     assert by_target["page-0"].last_error == "Facebook error 190: Session has expired"
     assert by_target["page-1"].status == by_target["page-2"].status == DeliveryStatus.sent
+
+
+# --- the long-running dispatcher (`outreach run`) ----------------------------
+
+
+async def serve_until(dispatcher: Dispatcher, done: Callable[[], bool], poll: float = 0.05) -> None:
+    """Run `serve` until `done()` holds (checked in a thread-free way each poll), at most 10 s."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(dispatcher.serve(stop, poll=poll))
+    for _ in range(200):
+        await asyncio.sleep(poll)
+        if await asyncio.to_thread(done):
+            break
+    stop.set()
+    await task
+
+
+def all_sent(store: Store) -> Callable[[], bool]:
+    return lambda: all(d.status is DeliveryStatus.sent for d in deliveries(store))
+
+
+def test_serve_goes_on_after_a_database_error(
+    sqlite_store: Store, make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_campaign(sqlite_store, make_settings())
+    real, failures = dispatch_store.due_keys, []
+
+    def busy_once(store: Store, now: datetime) -> list[tuple[str, str, int]]:
+        if not failures:
+            failures.append(now)
+            raise OperationalError("SELECT ...", {}, Exception("database is locked"))
+        return real(store, now)
+
+    monkeypatch.setattr(dispatch_store, "due_keys", busy_once)
+    channels = {"facebook": FakeChannel("facebook"), "telegram_channel": FakeChannel("telegram_channel")}
+    dispatcher = Dispatcher(sqlite_store, routing_for(sqlite_store, channels), clock=lambda: NOW)
+
+    asyncio.run(serve_until(dispatcher, all_sent(sqlite_store)))
+
+    assert failures
+    assert all_sent(sqlite_store)()
+    assert dispatcher.health == "ok"
+
+
+def test_a_running_dispatcher_sees_channel_resume(sqlite_store: Store, make_settings: Callable[..., Settings]) -> None:
+    from outreach.dispatch_store import pause, resume
+    from outreach.lifecycle import Actor
+
+    make_campaign(sqlite_store, make_settings())
+    pause(sqlite_store, "facebook", EVERY_TARGET, "Facebook error 190", NOW, Actor("tester"))
+    facebook = FakeChannel("facebook")
+    channels = {"facebook": facebook, "telegram_channel": FakeChannel("telegram_channel")}
+    dispatcher = Dispatcher(sqlite_store, routing_for(sqlite_store, channels), clock=lambda: NOW)
+    resumed: list[int] = []
+
+    def telegram_out_then_resume() -> bool:
+        if delivery_of(sqlite_store, "telegram_channel").status is not DeliveryStatus.sent:
+            return False
+        if not resumed:  # staff fix the token and resume while the service runs
+            assert facebook.calls == []
+            resumed.append(resume(sqlite_store, "facebook", None, Actor("tester")))
+        return all_sent(sqlite_store)()
+
+    asyncio.run(serve_until(dispatcher, telegram_out_then_resume))
+
+    assert resumed == [1]
+    assert len(facebook.calls) == 1
+    assert all_sent(sqlite_store)()
+
+
+def test_an_outcome_the_database_refused_is_recorded_on_a_later_try(
+    sqlite_store: Store, make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_campaign(sqlite_store, make_settings())
+    real, failures = dispatch_store.finish_many, []
+
+    def busy_once(*args: object) -> list[DeliveryStatus]:
+        if not failures:
+            failures.append(args)
+            raise OperationalError("UPDATE ...", {}, Exception("database is locked"))
+        return real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(dispatch_store, "finish_many", busy_once)
+    monkeypatch.setattr(dispatch, "RECORD_RETRIES", (0.01,))
+    report = send(
+        sqlite_store, {"facebook": FakeChannel("facebook"), "telegram_channel": FakeChannel("telegram_channel")}
+    )
+
+    assert failures
+    assert report.sent == 2
+    assert all_sent(sqlite_store)()
+
+
+def test_a_send_that_outlived_its_lease_is_settled_by_its_answer(
+    sqlite_store: Store, make_settings: Callable[..., Settings]
+) -> None:
+    from outreach.dispatch_store import Result, finish
+    from outreach.lifecycle import Actor
+
+    make_campaign(sqlite_store, make_settings())
+    first = deliveries(sqlite_store)[0]
+    set_state(sqlite_store, first.id, status=DeliveryStatus.unknown, last_error="interrupted (lease)")
+
+    status = finish(sqlite_store, first.id, Result(DeliveryStatus.sent, platform_id="page_1"), NOW, Actor("tester"))
+
+    done = deliveries(sqlite_store)[0]
+    assert (status, done.status, done.platform_id, done.last_error) == (
+        DeliveryStatus.sent,
+        DeliveryStatus.sent,
+        "page_1",
+        None,
+    )

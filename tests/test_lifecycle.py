@@ -347,6 +347,16 @@ def test_a_campaign_due_on_the_eve_of_tet_waits_until_after_the_holiday(
         )
     assert shown.next_steps == [f"facebook → quangngai.gov.vn: {verdict.why}"]
     assert "Thu 11/02 07:30" in verdict.why
+    with store.sessions() as session:  # the day before, it says both: the time asked for, and the wait after it
+        earlier = explain(
+            session,
+            settings,
+            plan_for(settings),
+            routing(store, settings, facebook).routes,
+            campaign_id,
+            now=due - timedelta(days=1),
+        )
+    assert earlier.next_steps == [f"facebook → quangngai.gov.vn: due Wed 03/02 18:00 (--at), then waits: {verdict.why}"]
 
     assert send(store, settings, facebook, local(2027, 2, 8, 9, 0)).sent == 0  # a Monday, but still Tết
     assert send(store, settings, facebook, local(2027, 2, 11, 7, 30)).sent == 1
