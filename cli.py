@@ -672,6 +672,9 @@ def campaign_list(obj: Context, status: str | None, limit: int) -> None:
 
     with obj.store(Access.read) as store, store.sessions() as session:
         found = list_campaigns(session, limit, CampaignStatus(status) if status else None)
+    if not found:
+        click.echo(f"no {status} campaigns" if status else "no campaigns yet: outreach campaign create --item ID")
+        return
     table = fitted_table(
         "id", "status", "kind", "channels", "lang", "by", "title", wide="title", wrap={"channels"}, right={"id"}
     )

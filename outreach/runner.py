@@ -35,13 +35,12 @@ from outreach.models import Campaign, CampaignKind, Item, JobState, utcnow
 from outreach.render import Renderer, RenderError
 from outreach.routing import Routing
 from outreach.rules import RulesReport, apply_rules
-from outreach.status import RUNNER_HEARTBEAT
+from outreach.status import DISPATCH_JOB, RUNNER_HEARTBEAT
 
 log = logging.getLogger(__name__)
 SCHEDULER_LOCK = 0x6F757473  # "outs": who runs the periodic jobs on PostgreSQL
 MISFIRE_GRACE = 300  # seconds a late job may still run (a busy or sleeping machine)
 HOUSEKEEPING_MINUTES = 5
-DISPATCH_JOB = "dispatch"  # the dispatcher is no scheduled job; status shows its health beside them
 
 
 @dataclass

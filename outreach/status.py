@@ -14,10 +14,13 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 from outreach.models import Campaign, ChannelPause, Click, Delivery, DeliveryStatus, Item, JobState, Source
 
 RUNNER_HEARTBEAT = timedelta(seconds=30)  # how often `outreach run` writes its jobs' next runs
+DISPATCH_JOB = "dispatch"  # the dispatcher is no scheduled job; its health is shown beside them
 
 
 def job_line(job: JobState, now: datetime, local: Callable[[datetime | None], str]) -> str:
     """One job as `status` shows it: when it runs next (or that the runner stopped, or went silent), and last."""
+    if job.id == DISPATCH_JOB and job.next_run_at is not None:
+        return f"{job.id}: {job.last_outcome or 'ok'} (as of {local(job.updated_at)})"
     if job.next_run_at is None:
         when = f"stopped {local(job.updated_at)} (`outreach run` is not running)"
     elif job.updated_at < now - 4 * RUNNER_HEARTBEAT:

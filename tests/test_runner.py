@@ -105,6 +105,7 @@ def test_run_polls_applies_rules_sends_tracks_and_stops_on_sigterm(tmp_path: Pat
             assert "poll portal: next " in status
             assert "digest evening: next " in status
             assert "housekeeping: next " in status
+            assert "dispatch: ok (as of " in status
 
             # Staff work while it runs: a message campaign, approved, goes out without another command.
             message = tmp_path / "msg.txt"
