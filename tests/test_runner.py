@@ -37,19 +37,17 @@ from tests.test_dispatch_hard import (
 WAIT = 30.0  # seconds the child may take to do what a step waits for
 
 
-def run_command(config: Path, url: str, port: int) -> list[str]:
-    return [
-        sys.executable,
-        "-c",
-        "import cli; cli.main()",
-        "--config",
-        str(config),
-        "--db",
-        url,
-        "run",
-        "--port",
-        str(port),
-    ]
+def start_run(config: Path, url: str, port: int) -> subprocess.Popen[str]:
+    """`outreach run` as a child process (the repository's cli.py, this interpreter), with the bot's token."""
+    command = [sys.executable, "-c", "import cli; cli.main()", "--config", str(config), "--db", url]
+    return subprocess.Popen(
+        [*command, "run", "--port", str(port)],
+        cwd=ROOT,
+        env=child_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def until(check: Callable[[], bool], child: subprocess.Popen[str], what: str) -> None:
@@ -87,14 +85,7 @@ def test_run_polls_applies_rules_sends_tracks_and_stops_on_sigterm(tmp_path: Pat
         config.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
         cli(config, url, "init")
         port = free_port()
-        child = subprocess.Popen(
-            run_command(config, url, port),
-            cwd=ROOT,
-            env=child_env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        child = start_run(config, url, port)
         try:
             until(lambda: len(emulator.messages) == 1, child, "post the rule's campaign")
             assert "quyết toán thuế" in (emulator.messages[0].text or "")
@@ -139,14 +130,7 @@ def test_sigterm_mid_broadcast_leaves_each_delivery_sent_or_pending(tmp_path: Pa
     with emulated() as emulator:
         rate = {"per_second": 10, "burst": 10, "per_target_per_second": 10, "per_target_burst": 10, "concurrency": 3}
         config = config_file(tmp_path, emulator.url, rate)
-        child = subprocess.Popen(
-            run_command(config, url, free_port()),
-            cwd=ROOT,
-            env=child_env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        child = start_run(config, url, free_port())
         try:
             until(lambda: len(emulator.messages) >= 15, child, "start the broadcast")
         finally:
@@ -167,14 +151,7 @@ def test_sigterm_while_a_target_waits_for_its_window_exits_at_once(tmp_path: Pat
     queue(url, 25)
     with emulated() as emulator:
         config = config_file(tmp_path, emulator.url, {"per_second": 30, "burst": 30})  # 20 a minute into the channel
-        child = subprocess.Popen(
-            run_command(config, url, free_port()),
-            cwd=ROOT,
-            env=child_env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        child = start_run(config, url, free_port())
         try:
             until(lambda: len(emulator.messages) == 20, child, "fill the channel's minute")
             time.sleep(0.5)  # the worker now waits for the window, nearly a minute
