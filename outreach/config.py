@@ -7,7 +7,9 @@ file, the line and the key, because staff edit this file by hand.
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -65,12 +67,60 @@ class Source(Strict):
     poll_minutes: int = Field(default=30, ge=1)
 
 
+class AgentPatterns(Strict):
+    """Extra user-agent patterns (case-insensitive regular expressions), added to the packaged rules."""
+
+    preview: list[str] = []  # a chat or social app fetching a link card
+    bot: list[str] = []  # anything else that is not a person
+    human: list[str] = []  # in-app browsers that a crawler list would otherwise catch
+
+    @field_validator("preview", "bot", "human")
+    @classmethod
+    def _compiles(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            try:
+                re.compile(pattern)
+            except re.error as error:
+                raise ValueError(f"{pattern!r} is not a regular expression: {error}") from None
+        return value
+
+
+class Burst(Strict):
+    """More than `clicks` taps from one visitor on one link within `seconds` are repeats."""
+
+    clicks: int = Field(default=10, ge=1)
+    seconds: float = Field(default=10, gt=0)
+
+
 class Tracker(Strict):
     """The short-link redirector: its public address and where it may send people."""
 
     public_url: str = Field(pattern=r"^https?://[^/\s]+")
     allowed_domains: list[str] = Field(min_length=1)
     utm_medium: str = "social"
+    # Where the 404 page sends people; default: https:// and the first allowed domain.
+    portal_home: str | None = Field(default=None, pattern=r"^https?://[^/\s]+")
+    agents: AgentPatterns = AgentPatterns()
+    burst: Burst = Burst()
+    # Addresses (or networks) of reverse proxies whose X-Forwarded-For / Forwarded are believed.
+    trusted_proxies: list[str] = []
+    # Clicks wait here (append-only, fsynced) while the database is unavailable; relative to the config.
+    spool: str = "spool"
+
+    @property
+    def home(self) -> str:
+        """The portal's home page, for the 404 page's link."""
+        return self.portal_home or f"https://{self.allowed_domains[0]}/"
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an IP address or network") from None
+        return value
 
     @field_validator("public_url")
     @classmethod
