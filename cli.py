@@ -18,8 +18,10 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from rich.console import Console
+    from starlette.applications import Starlette
 
     from outreach.config import Settings
+    from outreach.config import Tracker as TrackerSettings
     from outreach.db import Access, Store
     from outreach.lifecycle import Actor
     from outreach.render import Renderer
@@ -754,24 +756,88 @@ def send(obj: Context, limit: int | None) -> None:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535), help="Port to listen on.")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64), help="Processes serving the port.")
+@click.option(
+    "--trusted-proxy",
+    "trusted_proxies",
+    multiple=True,
+    metavar="ADDRESS",
+    help="A reverse proxy whose X-Forwarded-For / Forwarded is believed (repeatable; adds to the config's).",
+)
 @pass_ctx
-def tracker(obj: Context, host: str, port: int) -> None:
-    """Serve the short-link redirector (GET /r/{code}, /healthz)."""
+def tracker(obj: Context, host: str, port: int, workers: int, trusted_proxies: tuple[str, ...]) -> None:
+    """Serve the short-link redirector (/r/CODE, /healthz, /metrics)."""
+    import ipaddress
+    import os
+    import secrets
+
     from outreach.db import Access
     from outreach.serve import serve
+    from outreach.text import plural
+
+    for proxy in trusted_proxies:
+        try:
+            ipaddress.ip_network(proxy, strict=False)
+        except ValueError:
+            raise click.BadParameter(
+                f"{proxy!r} is not an IP address or network", param_hint="--trusted-proxy"
+            ) from None
+    settings = obj.settings
+    with obj.store(Access.write) as store, store.sessions() as session:
+        from sqlalchemy import func, select
+
+        from outreach.models import Link
+
+        links = session.scalar(select(func.count()).select_from(Link)) or 0
+    if settings.click_salt is None:
+        click.echo("note: OUTREACH_CLICK_SALT is not set; unique-visitor counts start afresh at each restart", err=True)
+    click.echo(f"tracker: database {obj.database()} (schema {store.revision}), {plural(links, 'link')}", err=True)
+    click.echo(f"tracker: links {settings.schedule.tracker.public_url}/r/CODE, served on {host}:{port}", err=True)
+    click.echo(f"tracker: clicks spool to {settings.click_spool} while the database is unavailable", err=True)
+    # The workers build the app from these (uvicorn starts them as fresh processes).
+    os.environ.update(
+        {
+            TRACKER_CONFIG: str(obj.config_path),
+            TRACKER_DATABASE: settings.database_url,
+            TRACKER_PROXIES: ",".join(trusted_proxies),
+            "OUTREACH_CLICK_SALT": (settings.click_salt or secrets.token_hex(32).encode()).decode(),
+        }
+    )
+    serve("cli:tracker_app", host, port, workers)
+
+
+TRACKER_CONFIG, TRACKER_DATABASE, TRACKER_PROXIES = (
+    "OUTREACH_TRACKER_CONFIG",
+    "OUTREACH_TRACKER_DATABASE",
+    "OUTREACH_TRACKER_PROXIES",
+)
+
+
+def tracker_app() -> Starlette:
+    """The tracker app of one worker, from what `outreach tracker` put in the environment."""
+    import os
+
+    from channels import SETTINGS_MODELS
+    from outreach.config import load_settings
+    from outreach.db import Access, Store
     from outreach.web import create_app
 
-    salt = obj.settings.secrets.get("OUTREACH_CLICK_SALT")
-    with obj.store(Access.write) as store:
-        if salt is None:
-            click.echo(
-                "note: OUTREACH_CLICK_SALT is not set; unique-visitor counts start afresh at each restart", err=True
-            )
-        click.echo(f"tracker: database {obj.database()} (schema {store.revision})", err=True)
-        click.echo(
-            f"tracker: links {obj.settings.schedule.tracker.public_url}/r/CODE, served on {host}:{port}", err=True
-        )
-        serve(create_app(store, salt.get_secret_value().encode() if salt else None), host, port)
+    settings = load_settings(
+        Path(os.environ[TRACKER_CONFIG]), os.environ[TRACKER_DATABASE], None, channel_models=SETTINGS_MODELS
+    )
+    store = Store.open(settings.database_url, Access.write)  # open while the worker lives
+    return create_app(store, _tracker_settings(settings), settings.click_spool, settings.click_salt)
+
+
+def _tracker_settings(settings: Settings) -> TrackerSettings:
+    """The config's tracker section, with the proxies trusted on the command line added."""
+    import os
+
+    tracker = settings.schedule.tracker
+    added = [proxy for proxy in os.environ.get(TRACKER_PROXIES, "").split(",") if proxy]
+    if not added:
+        return tracker
+    return tracker.model_copy(update={"trusted_proxies": [*tracker.trusted_proxies, *added]})
 
 
 @main.command()
@@ -833,14 +899,84 @@ async def _serve(obj: Context, runner: Runner, routing: Routing, listen: tuple[s
         signal.signal(signum, lambda *_: loop.call_soon_threadsafe(stop.set))
     tracker = None
     if listen is not None:
-        salt = obj.settings.secrets.get("OUTREACH_CLICK_SALT")
-        app = create_app(runner.store, salt.get_secret_value().encode() if salt else None)
+        settings = obj.settings
+        app = create_app(runner.store, settings.schedule.tracker, settings.click_spool, settings.click_salt)
         tracker = tracker_server(app, *listen)
         click.echo(f"run: tracker on {listen[0]}:{listen[1]}", err=True)
     try:
         await runner.serve(stop, tracker)
     finally:
         await routing.close()
+
+
+@main.command()
+@click.argument("code", required=False)
+@click.option("--campaign", "campaign_id", type=ROW_ID, help="The campaign's page instead of a link's.")
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The file to write: .png (300 dpi) or .svg (in mm).",
+)
+@pass_ctx
+def qr(obj: Context, code: str | None, campaign_id: int | None, output: Path) -> None:
+    """A QR code for posters: a tracked link of its own (channel qr).
+
+    CODE is a short link's code (or the short link itself); its page gets the QR
+    link. Asking again for the same page and campaign reuses that link.
+    """
+    from outreach.db import Access
+    from outreach.qr import QrError, output_format, qr_link, write_qr
+
+    if (code is None) == (campaign_id is None):
+        raise click.UsageError("give exactly one of CODE, --campaign")
+    if output_format(output) is None:
+        raise click.BadParameter(f"{output}: give a file ending in .png or .svg", param_hint="'-o' / '--output'")
+    try:
+        with obj.store(Access.write) as store, store.sessions.begin() as session:
+            made = qr_link(session, obj.settings, code=code, campaign_id=campaign_id)
+        # Written once the link is committed: a printed code never points at a link that is not stored.
+        size = write_qr(made.short_url, output)
+    except QrError as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(Exit.failed) from None
+    owner = f"campaign {made.campaign_id}" if made.campaign_id is not None else "no campaign"
+    how = "new link" if made.created else f"reused, made {obj.local(made.created_at)}"
+    click.echo(f"short link  {made.short_url} (channel qr, {owner}; {how})")
+    click.echo(f"destination {made.destination}")
+    click.echo(f"written     {output} ({size})")
+
+
+@main.group()
+def clicks() -> None:
+    """Stored clicks: judge them again after the agent rules change."""
+
+
+@clicks.command("reclassify")
+@click.option(
+    "--since",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="Only clicks from this day on, in the configured time zone [default: every click].",
+)
+@pass_ctx
+def clicks_reclassify(obj: Context, since: datetime | None) -> None:
+    """Judge stored clicks again with the current agent rules."""
+    from outreach.agents import Classifier
+    from outreach.db import Access
+    from outreach.reclassify import reclassify
+    from outreach.text import plural
+
+    classifier = Classifier(obj.settings.schedule.tracker.agents)
+    with obj.store(Access.write) as store:
+        done = reclassify(store, classifier, since.replace(tzinfo=obj.settings.zone) if since else None)
+    checked = f"{plural(done.checked, 'click')}{f' since {since:%Y-%m-%d}' if since else ''} checked"
+    if not done.changed:
+        click.echo(f"{checked}; none changed kind")
+        return
+    click.echo(f"{checked}; {done.total_changed} changed kind:")
+    for (before, after), count in sorted(done.changed.items(), key=lambda change: (-change[1], change[0])):
+        click.echo(f"  {before.value} → {after.value}: {count}")
 
 
 @main.command()

@@ -267,6 +267,17 @@ class Settings:
         """The zone people read times in."""
         return ZoneInfo(self.schedule.timezone)
 
+    @property
+    def click_spool(self) -> Path:
+        """The tracker's spool folder: a relative path is read from the config file's folder."""
+        return self.config_path.parent / self.schedule.tracker.spool
+
+    @property
+    def click_salt(self) -> bytes | None:
+        """The key of the visitors' network hashes (OUTREACH_CLICK_SALT), if set."""
+        salt = self.secrets.get("OUTREACH_CLICK_SALT")
+        return salt.get_secret_value().encode() if salt else None
+
 
 def environment(dotenv_path: Path) -> dict[str, str | None]:
     """The process environment over the values of an optional `.env` file."""

@@ -171,10 +171,12 @@ def run_demo(
         soft_wrap=True,
     )
     store = Store.open(f"sqlite:///{folder / 'outreach.db'}", Access.create)
+    # The tracker needs only the domains it may lead to; its public address comes once it listens.
+    tracking = demo_settings(settings, folder, "http://127.0.0.1").schedule.tracker
     try:
         with (
             store.translated_errors(),
-            BackgroundServer(create_app(store)) as server,
+            BackgroundServer(create_app(store, tracking, folder / "spool")) as server,
             EmulatedPlatforms() as platforms,
         ):
             local = platforms.point(demo_settings(settings, folder, server.url), wiring.token_variable)

@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -264,6 +265,18 @@ class Click(Base):
     ip_hash: Mapped[str | None] = mapped_column(String(64))
     user_agent: Mapped[str | None] = mapped_column(String(255))
     referrer_host: Mapped[str | None] = mapped_column(String(255))
+    # One of a burst from one visitor on one link: kept as evidence, never counted as a visit.
+    repeat: Mapped[bool] = mapped_column(default=False, server_default=false())
+
+
+class ClickSpoolReplay(Base):
+    """A spool segment already replayed: the same file replayed again adds nothing."""
+
+    __tablename__ = "click_spool_replays"
+
+    segment: Mapped[str] = mapped_column(String(120), primary_key=True)
+    clicks: Mapped[int]
+    replayed_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class AuditEntry(Base):

@@ -7,26 +7,50 @@ from rich.console import Console
 from outreach.reports import Counts, Report
 from outreach.tables import fitted_table
 
-_COLUMNS = ("sent", "waiting", "problems", "visits", "crawlers")
+# Short headers keep nine columns within 80; LEGEND says what each means.
+_COLUMNS = ("sent", "wait", "issues", "clicks", "uniq", "rep", "prev", "bots")
+LEGEND = (
+    "sent/wait/issues: deliveries sent, still to go, failed or skipped or of unknown fate; "
+    "clicks: people (repeats left out); uniq: distinct visitors per link and day; "
+    "rep: repeats (a burst from one visitor); prev: link-preview fetches; bots: crawlers and tools."
+)
 
 
-def _cells(counts: Counts) -> list[str]:
-    return [str(n) for n in (counts.sent, counts.waiting, counts.problems, counts.visits, counts.crawlers)]
+_CLICKS = _COLUMNS[3:]  # a campaign's deliveries in detail: `outreach campaign show ID`
+
+
+def _cells(counts: Counts, columns: tuple[str, ...] = _COLUMNS) -> list[str]:
+    figures = {
+        "sent": counts.sent,
+        "wait": counts.waiting,
+        "issues": counts.problems,
+        "clicks": counts.visits,
+        "uniq": counts.visitors,
+        "rep": counts.repeats,
+        "prev": counts.previews,
+        "bots": counts.bots,
+    }
+    return [str(figures[column]) for column in columns]
 
 
 def print_report(out: Console, report: Report) -> None:
-    """Per-channel and per-campaign tables; visits are human clicks only,
-    crawlers are link-preview fetchers and other bots."""
-    by_channel = fitted_table("channel", "via", *_COLUMNS, wrap={"via"}, right=_COLUMNS, title="By channel")
+    """Per-channel and per-campaign tables.
+
+    clicks are human clicks without repeats; unique counts visitors per link and
+    day; repeats are bursts from one visitor; previews and bots are not people.
+    """
+    by_channel = fitted_table("channel", *_COLUMNS, wrap={"channel"}, right=_COLUMNS, title="By channel")
     for channel, counts in report.channels.items():
         # "via outbox" on a platform channel means nothing reached the platform.
-        by_channel.add_row(channel, ", ".join(sorted(counts.transports)), *_cells(counts))
-    by_channel.add_row("[b]total[/b]", "", *_cells(report.total), end_section=True)
+        via = sorted(counts.transports - {channel})
+        by_channel.add_row(channel + (f"\nvia {', '.join(via)}" if via else ""), *_cells(counts))
+    by_channel.add_row("[b]total[/b]", *_cells(report.total), end_section=True)
     out.print(by_channel)
 
-    by_campaign = fitted_table(
-        "id", "campaign", *_COLUMNS, wide="campaign", right=("id", *_COLUMNS), title="By campaign"
-    )
+    columns = ("sent", *_CLICKS)
+    by_campaign = fitted_table("id", "campaign", *columns, wide="campaign", right=("id", *columns), title="By campaign")
     for campaign_id, counts in report.campaigns.items():
-        by_campaign.add_row(str(campaign_id), report.campaign_titles.get(campaign_id, ""), *_cells(counts))
+        title = report.campaign_titles.get(campaign_id, "")
+        by_campaign.add_row(str(campaign_id), title, *_cells(counts, columns))
     out.print(by_campaign)
+    out.print(LEGEND, style="dim")

@@ -22,6 +22,8 @@ class Counts:
     clicks: dict[ClickKind, int] = field(default_factory=dict)
     # How deliveries went out: the platform itself, or the outbox standing in.
     transports: set[str] = field(default_factory=set)
+    repeats: int = 0  # human clicks in a burst from one visitor on one link: evidence, not visits
+    visitors: int = 0  # distinct visitors (network hash + agent) per link and per day
 
     @property
     def sent(self) -> int:
@@ -41,13 +43,18 @@ class Counts:
 
     @property
     def visits(self) -> int:
-        """Human clicks: the referral traffic the portal gets."""
-        return self.clicks.get(ClickKind.human, 0)
+        """Human clicks, repeats left out: the referral traffic the portal gets."""
+        return self.clicks.get(ClickKind.human, 0) - self.repeats
 
     @property
-    def crawlers(self) -> int:
-        """Link-preview fetchers and other bots: requests, not people."""
-        return self.clicks.get(ClickKind.preview, 0) + self.clicks.get(ClickKind.bot, 0)
+    def previews(self) -> int:
+        """Chat and social apps fetching a link card: requests, not people."""
+        return self.clicks.get(ClickKind.preview, 0)
+
+    @property
+    def bots(self) -> int:
+        """Search engines, tools and anything not shaped like a browser."""
+        return self.clicks.get(ClickKind.bot, 0)
 
 
 @dataclass
@@ -67,6 +74,8 @@ class Report:
                 _add(total.deliveries, status, n)
             for kind, n in counts.clicks.items():
                 _add(total.clicks, kind, n)
+            total.repeats += counts.repeats
+            total.visitors += counts.visitors
         return total
 
 
@@ -83,14 +92,32 @@ def build_report(session: Session) -> Report:
         if transport:
             channels[channel].transports.add(transport)
     clicks = (
-        select(Link.channel, Link.campaign_id, Click.kind, func.count())
+        select(Link.channel, Link.campaign_id, Click.kind, Click.repeat, func.count())
         .join(Link, Link.code == Click.code)
-        .group_by(Link.channel, Link.campaign_id, Click.kind)
+        .group_by(Link.channel, Link.campaign_id, Click.kind, Click.repeat)
     )
-    for link_channel, link_campaign, kind, n in session.execute(clicks):
-        _add(channels[link_channel or "(none)"].clicks, kind, n)
+    for link_channel, link_campaign, kind, repeat, n in session.execute(clicks):
+        rows = [channels[link_channel or "(none)"]] + ([campaigns[link_campaign]] if link_campaign is not None else [])
+        for counts in rows:
+            _add(counts.clicks, kind, n)
+            if repeat and kind is ClickKind.human:
+                counts.repeats += n
+    # A visitor: one network hash and agent on one link on one day, however often they tapped.
+    visits = (
+        select(Click.code, func.date(Click.at), Click.ip_hash, Click.user_agent)
+        .where(Click.kind == ClickKind.human)
+        .distinct()
+        .subquery()
+    )
+    visitors = (
+        select(Link.channel, Link.campaign_id, func.count())
+        .join(visits, visits.c.code == Link.code)
+        .group_by(Link.channel, Link.campaign_id)
+    )
+    for link_channel, link_campaign, n in session.execute(visitors):
+        channels[link_channel or "(none)"].visitors += n
         if link_campaign is not None:
-            _add(campaigns[link_campaign].clicks, kind, n)
+            campaigns[link_campaign].visitors += n
     titles = dict(session.execute(select(Campaign.id, Campaign.title).where(Campaign.id.in_(list(campaigns)))).all())
     return Report(dict(sorted(channels.items())), dict(sorted(campaigns.items())), titles)
 

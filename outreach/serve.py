@@ -1,4 +1,10 @@
-"""Running an ASGI app with uvicorn, in the foreground or on a background thread."""
+"""Running an ASGI app with uvicorn, in the foreground or on a background thread.
+
+uvicorn[standard] brings uvloop and httptools, which uvicorn picks by itself.
+The tracker runs its lifespan (it starts the click writer and, on SIGTERM,
+drains it), sends no Server banner, and reads forwarding headers itself, only
+from the proxies the config trusts (`tracker.trusted_proxies`).
+"""
 
 from __future__ import annotations
 
@@ -6,21 +12,28 @@ import socket
 import threading
 import time
 from types import TracebackType
+from typing import Any
 
 import uvicorn
 from starlette.types import ASGIApp
 
+SERVER_OPTIONS: dict[str, Any] = {
+    "log_level": "info",
+    "access_log": False,
+    "proxy_headers": False,
+    "server_header": False,
+    "lifespan": "on",
+}
+
 
 def tracker_server(app: ASGIApp, host: str, port: int) -> uvicorn.Server:
     """A uvicorn server to run inside an event loop the caller owns (`outreach run`)."""
-    return uvicorn.Server(
-        uvicorn.Config(app, host=host, port=port, log_level="info", access_log=False, proxy_headers=True)
-    )
+    return uvicorn.Server(uvicorn.Config(app, host=host, port=port, **SERVER_OPTIONS))
 
 
-def serve(app: ASGIApp, host: str, port: int) -> None:
-    """Serve until interrupted (Ctrl-C stops it cleanly)."""
-    uvicorn.run(app, host=host, port=port, log_level="info", access_log=False, proxy_headers=True)
+def serve(app: ASGIApp | str, host: str, port: int, workers: int = 1) -> None:
+    """Serve until SIGTERM or Ctrl-C; with several workers `app` is a factory's import path."""
+    uvicorn.run(app, host=host, port=port, workers=workers, factory=isinstance(app, str), **SERVER_OPTIONS)
 
 
 class BackgroundServer:
@@ -33,7 +46,7 @@ class BackgroundServer:
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind((host, 0))
         self.host, self.port = self.sock.getsockname()[:2]
-        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+        config = uvicorn.Config(app, **{**SERVER_OPTIONS, "log_level": "warning"})
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
 

@@ -1,76 +1,87 @@
-"""Clicks on tracked links: who tapped (kind), never a raw IP, one row per tap."""
+"""Who tapped a link, as far as a click log may know: a keyed network hash, never an address.
+
+The hash is an HMAC of the client's /24 (IPv4) or /48 (IPv6) network under
+OUTREACH_CLICK_SALT: with the agent it tells visitors apart for unique counts,
+and without the salt it names no one. The client is the peer, or, when the peer
+is one of the configured proxies, the nearest untrusted hop it forwarded for.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import ipaddress
-from datetime import datetime
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
 from urllib.parse import urlsplit
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
-from outreach.models import Click, ClickKind, Link
-
-# Link-preview fetchers: they open every link posted, so they are not visits
-# (PLATFORM_FACTS, matched as substrings). In-app browsers (FBAN/, Zalo) are people.
-PREVIEW_AGENTS = (
-    "TelegramBot",
-    "facebookexternalhit",
-    "Facebot",
-    "facebookcatalog",
-    "meta-externalagent",
-    "meta-externalfetcher",
-    "WhatsApp/",
-    "Slackbot-LinkExpanding",
-    "Slack-ImgProxy",
-    "Twitterbot",
-    "LinkedInBot",
-    "SkypeUriPreview",
-    "MicrosoftPreview",
-    "Discordbot",
-)
-BOT_AGENTS = (
-    "Googlebot",
-    "Google-InspectionTool",
-    "GoogleOther",
-    "AdsBot-Google",
-    "bingbot",
-    "BingPreview",
-    "bot/",
-    "crawler",
-    "spider",
-    "curl/",
-    "python-requests",
-    "Wget/",
-)
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-def classify(method: str, user_agent: str) -> ClickKind:
-    """human, preview (a chat app fetching a card), bot, or head (never a click)."""
-    if method == "HEAD":
-        return ClickKind.head
-    if any(marker in user_agent for marker in PREVIEW_AGENTS):
-        return ClickKind.preview
-    lowered = user_agent.lower()
-    if not user_agent or any(marker.lower() in lowered for marker in BOT_AGENTS):
-        return ClickKind.bot
-    return ClickKind.human
-
-
-def ip_hash(ip: str | None, salt: bytes) -> str | None:
-    """Salted hash of the IP cut to its network (/24, /48): counts visitors, names no one."""
-    if not ip:
+def parse_address(text: str | None) -> Address | None:
+    """An IP address from a peer or a forwarding header (port and brackets allowed), or None."""
+    if not text:
         return None
+    text = text.strip().strip('"')
+    if text.startswith("["):  # Forwarded: for="[2001:db8::1]:4711"
+        text = text[1 : text.find("]")] if "]" in text else ""
+    elif text.count(":") == 1:  # 203.0.113.7:4711
+        text = text.split(":", 1)[0]
     try:
-        address = ipaddress.ip_address(ip)
+        address = ipaddress.ip_address(text)
     except ValueError:
         return None
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-        address = address.ipv4_mapped  # a dual-stack listener reports IPv4 clients as ::ffff:a.b.c.d
+        return address.ipv4_mapped  # a dual-stack listener reports IPv4 clients as ::ffff:a.b.c.d
+    return address
+
+
+def forwarded_chain(x_forwarded_for: str | None, forwarded: str | None) -> list[str]:
+    """The hops a proxy says the request passed through, nearest last (RFC 7239 first)."""
+    if forwarded:
+        hops = []
+        for element in forwarded.split(","):
+            for pair in element.split(";"):
+                name, _, value = pair.strip().partition("=")
+                if name.lower() == "for":
+                    hops.append(value)
+        return hops
+    return [hop.strip() for hop in (x_forwarded_for or "").split(",") if hop.strip()]
+
+
+class ClientAddress:
+    """The visitor's address: forwarding headers are believed only from the configured proxies."""
+
+    def __init__(self, trusted_proxies: Sequence[str]) -> None:
+        self.trusted: list[Network] = [ipaddress.ip_network(entry, strict=False) for entry in trusted_proxies]
+
+    def _is_trusted(self, address: Address) -> bool:
+        return any(address in network for network in self.trusted)
+
+    def __call__(self, peer: str | None, x_forwarded_for: str | None, forwarded: str | None) -> Address | None:
+        address = parse_address(peer)
+        if address is None or not self.trusted or not self._is_trusted(address):
+            return address
+        # Walk back from the nearest hop: the first one not ours is the client.
+        for hop in reversed(forwarded_chain(x_forwarded_for, forwarded)):
+            hop_address = parse_address(hop)
+            if hop_address is None:
+                return address  # "unknown" or garbage: the last proxy we believe is all we know
+            if not self._is_trusted(hop_address):
+                return hop_address
+            address = hop_address
+        return address
+
+
+def network_hash(address: Address | None, salt: bytes) -> str | None:
+    """HMAC-SHA256 of the address's /24 or /48 network: counts visitors, names no one."""
+    if address is None:
+        return None
     prefix = 24 if address.version == 4 else 48
     network = ipaddress.ip_network(f"{address}/{prefix}", strict=False)
-    return hashlib.blake2b(str(network.network_address).encode(), key=salt[:64], digest_size=16).hexdigest()
+    return hmac.new(salt, network.network_address.packed, hashlib.sha256).hexdigest()[:32]
 
 
 def referrer_host(referrer: str | None) -> str | None:
@@ -84,23 +95,29 @@ def referrer_host(referrer: str | None) -> str | None:
     return host if host and len(host) <= 253 else None  # 253: the longest valid DNS name
 
 
-def destination(session: Session, code: str) -> str | None:
-    """Where a code leads, or None for an unknown code."""
-    return session.scalar(select(Link.destination).where(Link.code == code))
+class Bursts:
+    """Flags a tap as a repeat when one visitor taps one link more than `limit` times in `window` s.
 
+    Kept in memory: a repeat is a property of a few seconds, not worth a query.
+    Old entries are swept as the map grows, so a flood of visitors costs bounded memory.
+    """
 
-def record_click(
-    session: Session,
-    code: str,
-    kind: ClickKind,
-    at: datetime,
-    ip_digest: str | None,
-    user_agent: str,
-    referrer: str | None,
-) -> None:
-    """Append one click row (the caller commits before answering)."""
-    session.add(
-        Click(
-            code=code, at=at, kind=kind, ip_hash=ip_digest, user_agent=user_agent[:255] or None, referrer_host=referrer
-        )
-    )
+    def __init__(self, limit: int, window: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.limit, self.window, self.clock = limit, window, clock
+        self._taps: dict[tuple[str | None, str, str], deque[float]] = {}
+        self._sweep_at = 10_000
+
+    def is_repeat(self, visitor: str | None, agent: str, code: str) -> bool:
+        """Record one tap and say whether it is beyond the burst limit."""
+        now = self.clock()
+        taps = self._taps.setdefault((visitor, agent, code), deque())
+        while taps and now - taps[0] > self.window:
+            taps.popleft()
+        taps.append(now)
+        if len(self._taps) > self._sweep_at:
+            self._sweep(now)
+        return len(taps) > self.limit
+
+    def _sweep(self, now: float) -> None:
+        self._taps = {key: taps for key, taps in self._taps.items() if now - taps[-1] <= self.window}
+        self._sweep_at = max(10_000, 2 * len(self._taps))

@@ -267,3 +267,17 @@ def test_rules_and_digests_are_checked_against_topics_channels_and_each_other(tm
         f"{tmp_path / 'schedules.yaml'}:16: digests[0].topics[0]: unknown topic id 'land'",
         f"{tmp_path / 'schedules.yaml'}:16: digests[0].channels[0]: unknown channel 'zalo' (known: none configured)",
     ]
+
+
+def test_tracker_settings_name_what_is_wrong(tmp_path: Path) -> None:
+    text = MINIMAL + "  trusted_proxies: [127.0.0.1, nginx.local]\n  agents:\n    bot: ['(unclosed']\n"
+    found = problems(tmp_path, text)
+    assert any("tracker.trusted_proxies" in p and "'nginx.local' is not an IP address or network" in p for p in found)
+    assert any("tracker.agents.bot" in p and "'(unclosed' is not a regular expression" in p for p in found), found
+
+
+def test_tracker_defaults(tmp_path: Path) -> None:
+    tracker = load_schedule(write(tmp_path, MINIMAL)).tracker
+    assert (tracker.burst.clicks, tracker.burst.seconds, tracker.spool) == (10, 10, "spool")
+    assert tracker.home == "https://quangngai.gov.vn/"
+    assert tracker.trusted_proxies == []

@@ -52,7 +52,7 @@ def doctor(conf: Path, expect: int) -> list[str]:
 def test_a_healthy_install_passes_with_a_warning_for_the_target_without_token(conf: Path) -> None:
     lines = doctor(conf, expect=0)
     assert lines[0] == f"ok   config: {conf}"
-    assert lines[1] == f"ok   database: {conf.parent / 'outreach.db'} at schema 0004"
+    assert lines[1] == f"ok   database: {conf.parent / 'outreach.db'} at schema 0005"
     assert [line.split(":")[0] for line in lines[2:6]] == [
         "ok   template facebook/post.en.j2",
         "ok   template facebook/post.vi.j2",

@@ -18,9 +18,9 @@ from outreach.dispatch import send_pending
 from outreach.models import Click, ClickKind, Delivery, DeliveryStatus, Item, Link, Source
 from outreach.reports import build_report
 from outreach.serve import BackgroundServer
-from outreach.tracking import classify, ip_hash, referrer_host
+from outreach.tracking import network_hash, parse_address, referrer_host
 from outreach.web import create_app
-from tests.conftest import announce
+from tests.conftest import announce, base_config
 
 NOW = datetime(2030, 11, 27, 3, 0, tzinfo=UTC)  # after any campaign a test approves (now)
 SALT = b"test-salt-for-click-hashes-000000"
@@ -31,6 +31,11 @@ FB_IN_APP = (
     "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148 "
     "[FBAN/FBIOS;FBAV/480.0.0.33.109;FBBV/640000000;FBDV/iPhone15,2;FBMD/iPhone;FBSN/iOS;FBSV/17.5;FBSS/3;FBCR/;FBID/phone;FBLC/vi_VN;FBOP/5]"
 )
+
+
+def ip_hash(address: str | None, salt: bytes = SALT) -> str | None:
+    """What the tracker stores for a client at this address."""
+    return network_hash(parse_address(address), salt)
 
 
 def make_campaign(store: Store, settings: Settings, language: str = "vi") -> dict[str, str]:
@@ -69,7 +74,8 @@ class Tracker:
 
 def run_tracker(store: Store, settings: Settings) -> Iterator[Tracker]:
     codes = make_campaign(store, settings)
-    with BackgroundServer(create_app(store, salt=SALT, clock=lambda: NOW)) as server:
+    app = create_app(store, settings.schedule.tracker, settings.click_spool, salt=SALT, clock=lambda: NOW)
+    with BackgroundServer(app) as server:
         assert server.host == "127.0.0.1"
         with httpx.Client(base_url=server.url, follow_redirects=False, timeout=5) as http:
             yield Tracker(store, http, codes)
@@ -78,6 +84,12 @@ def run_tracker(store: Store, settings: Settings) -> Iterator[Tracker]:
 @pytest.fixture
 def tracker(sqlite_store: Store, make_settings: Callable[..., Settings]) -> Iterator[Tracker]:
     yield from run_tracker(sqlite_store, make_settings())
+
+
+@pytest.fixture
+def tracker_behind_proxy(sqlite_store: Store, make_settings: Callable[..., Settings]) -> Iterator[Tracker]:
+    settings = make_settings(tracker=base_config()["tracker"] | {"trusted_proxies": ["127.0.0.0/8"]})
+    yield from run_tracker(sqlite_store, settings)
 
 
 @pytest.fixture
@@ -101,6 +113,9 @@ def test_click_redirects_and_is_recorded(tracker_on_each_db: Tracker) -> None:
         "https://quangngai.gov.vn/tin-tuc/vi/dau-tu-18310.html?utm_source=facebook"
     )
     assert response.headers["cache-control"] == "no-store"
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["referrer-policy"] == "strict-origin-when-cross-origin"
+    assert "server" not in response.headers
     (click,) = tracker.clicks()
     assert click.code == code
     assert click.kind == ClickKind.human
@@ -165,13 +180,30 @@ def test_malformed_codes_and_traversal_get_404(tracker: Tracker, path: str) -> N
     assert tracker.clicks() == []
 
 
-def test_client_behind_a_trusted_proxy_is_hashed_by_its_own_address(tracker: Tracker) -> None:
-    # uvicorn trusts X-Forwarded-For from loopback (its default), as behind nginx.
-    response = tracker.http.get(
-        f"/r/{tracker.codes['facebook']}", headers={"User-Agent": BROWSER, "X-Forwarded-For": "113.161.72.14"}
-    )
-    assert response.status_code == 302
-    assert [c.ip_hash for c in tracker.clicks()] == [ip_hash("113.161.72.200", SALT)]
+def test_client_behind_a_trusted_proxy_is_hashed_by_its_own_address(tracker_behind_proxy: Tracker) -> None:
+    tracker = tracker_behind_proxy  # 127.0.0.0/8 trusted, as nginx on the same machine
+    code = tracker.codes["facebook"]
+    forwarded = [
+        {"X-Forwarded-For": "113.161.72.14"},
+        {"X-Forwarded-For": "203.0.113.9, 113.161.72.14, 127.0.0.1"},  # the nearest untrusted hop is the client
+        {"Forwarded": 'for="[2001:ee0:4f1a:1::1]:4711";proto=https'},
+        {"Forwarded": "for=unknown"},  # nothing better than the proxy itself
+    ]
+    for headers in forwarded:
+        assert tracker.http.get(f"/r/{code}", headers={"User-Agent": BROWSER, **headers}).status_code == 302
+    assert [c.ip_hash for c in tracker.clicks()] == [
+        ip_hash("113.161.72.200"),
+        ip_hash("113.161.72.200"),
+        ip_hash("2001:ee0:4f1a:ffff::2"),
+        ip_hash("127.0.0.1"),
+    ]
+
+
+def test_forwarding_headers_from_anyone_else_are_ignored(tracker: Tracker) -> None:
+    code = tracker.codes["facebook"]
+    for headers in ({"X-Forwarded-For": "113.161.72.14"}, {"Forwarded": "for=113.161.72.14"}):
+        assert tracker.http.get(f"/r/{code}", headers={"User-Agent": BROWSER, **headers}).status_code == 302
+    assert [c.ip_hash for c in tracker.clicks()] == [ip_hash("127.0.0.1")] * 2
 
 
 def test_malformed_referer_does_not_break_the_redirect(tracker: Tracker) -> None:
@@ -197,44 +229,24 @@ def test_overlong_referrer_host_does_not_break_the_redirect(tracker_on_each_db: 
 
 def test_healthz(tracker: Tracker) -> None:
     response = tracker.http.get("/healthz")
-    assert (response.status_code, response.text) == (200, "ok")
+    assert response.status_code == 200
+    health = response.json()
+    assert (health["status"], health["database"], health["spooled"]) == ("ok", "ok", 0)
+    assert health["links_total"] == health["links_known"] == len(tracker.codes)
 
 
 # --- classification and hashing ----------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("method", "user_agent", "kind"),
-    [
-        ("GET", BROWSER, ClickKind.human),
-        ("GET", FB_IN_APP, ClickKind.human),
-        (
-            "GET",
-            "Mozilla/5.0 (Linux; Android 13) Chrome/120.0 Mobile Safari/537.36 Zalo android/12100648 ZaloTheme/light",
-            ClickKind.human,
-        ),
-        ("GET", "TelegramBot (like TwitterBot)", ClickKind.preview),
-        ("GET", "facebookexternalhit/1.1", ClickKind.preview),
-        ("GET", "Mozilla/5.0 (compatible; Discordbot/2.0; +https://discordapp.com)", ClickKind.preview),
-        ("GET", "WhatsApp/2.23.20.0", ClickKind.preview),
-        ("GET", "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)", ClickKind.bot),
-        ("GET", "python-requests/2.32.3", ClickKind.bot),
-        ("GET", "", ClickKind.bot),
-        ("HEAD", BROWSER, ClickKind.head),
-        ("HEAD", "TelegramBot (like TwitterBot)", ClickKind.head),
-    ],
-)
-def test_classify(method: str, user_agent: str, kind: ClickKind) -> None:
-    assert classify(method, user_agent) == kind
-
-
 def test_ip_hash_names_a_network_not_a_person() -> None:
-    same = ip_hash("113.161.72.14", SALT)
+    same = ip_hash("113.161.72.14")
     assert same is not None
     assert len(same) == 32
     assert ip_hash("113.161.72.200", SALT) == same  # same /24
     assert ip_hash("113.161.73.14", SALT) != same  # next /24
     assert ip_hash("113.161.72.14", b"another-salt") != same
+    assert ip_hash("[2001:ee0:4f1a::1]:443") == ip_hash("2001:ee0:4f1a::9")  # as a Forwarded header writes it
+    assert ip_hash("113.161.72.14:55012") == same
     assert ip_hash("2001:ee0:4f1a:1::1", SALT) == ip_hash("2001:ee0:4f1a:ffff::2", SALT)  # same /48
     assert ip_hash("2001:ee0:4f1b::1", SALT) != ip_hash("2001:ee0:4f1a::1", SALT)
     assert ip_hash(None, SALT) is None
@@ -279,7 +291,7 @@ def test_report_counts_deliveries_and_clicks_per_channel_and_campaign(
         (en["telegram_channel"], "curl/8.5.0"),
     ]
     with (
-        BackgroundServer(create_app(store, salt=SALT)) as server,
+        BackgroundServer(create_app(store, settings.schedule.tracker, settings.click_spool, salt=SALT)) as server,
         httpx.Client(base_url=server.url, follow_redirects=False) as http,
     ):
         for code, agent in taps:
@@ -292,15 +304,16 @@ def test_report_counts_deliveries_and_clicks_per_channel_and_campaign(
     assert list(report.channels) == ["facebook", "telegram_channel"]
     facebook, telegram = report.channels["facebook"], report.channels["telegram_channel"]
     assert facebook.deliveries == {DeliveryStatus.sent: 1, DeliveryStatus.pending: 1}
-    assert (facebook.sent, facebook.waiting, facebook.visits, facebook.crawlers) == (1, 1, 2, 1)
+    assert (facebook.sent, facebook.waiting, facebook.visits, facebook.previews, facebook.bots) == (1, 1, 2, 1, 0)
+    assert (facebook.visitors, facebook.repeats) == (2, 0)  # two agents from one network: two visitors
     assert telegram.clicks == {ClickKind.human: 2, ClickKind.preview: 1, ClickKind.bot: 1}
-    assert (telegram.visits, telegram.crawlers) == (2, 2)
+    assert (telegram.visits, telegram.previews, telegram.bots) == (2, 1, 1)
 
     assert list(report.campaigns) == [vi_campaign, en_campaign]
     assert report.campaigns[vi_campaign].deliveries == {DeliveryStatus.sent: 2}
-    assert (report.campaigns[vi_campaign].visits, report.campaigns[vi_campaign].crawlers) == (3, 2)
+    assert (report.campaigns[vi_campaign].visits, report.campaigns[vi_campaign].previews) == (3, 2)
     assert report.campaigns[en_campaign].deliveries == {DeliveryStatus.pending: 2}
-    assert (report.campaigns[en_campaign].visits, report.campaigns[en_campaign].crawlers) == (1, 1)
+    assert (report.campaigns[en_campaign].visits, report.campaigns[en_campaign].bots) == (1, 1)
     assert report.campaign_titles == {vi_campaign: "Xúc tiến đầu tư năm 2027", en_campaign: "Investment promotion 2027"}
     total = report.total
-    assert (total.sent, total.waiting, total.problems, total.visits, total.crawlers) == (2, 2, 0, 4, 3)
+    assert (total.sent, total.waiting, total.problems, total.visits, total.previews, total.bots) == (2, 2, 0, 4, 2, 1)
