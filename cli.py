@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from rich.console import Console
-    from starlette.applications import Starlette
+    from starlette.types import ASGIApp
 
     from outreach.config import Settings
     from outreach.config import Tracker as TrackerSettings
@@ -813,7 +813,7 @@ TRACKER_CONFIG, TRACKER_DATABASE, TRACKER_PROXIES = (
 )
 
 
-def tracker_app() -> Starlette:
+def tracker_app() -> ASGIApp:
     """The tracker app of one worker, from what `outreach tracker` put in the environment."""
     import os
 

@@ -53,6 +53,11 @@ DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 # The tracker's own settings (outreach/serve.py): no access log, no Server header, no proxy headers.
 UVICORN = ["--loop", "uvloop", "--http", "httptools", "--no-server-header", "--no-access-log", "--no-proxy-headers"]
 UVICORN += ["--log-level", "warning"]
+# Most clicks come from Facebook's in-app browser; one agent for every request (the classifier caches per agent).
+AGENT = (
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148 "
+    "[FBAN/FBIOS;FBAV/480.0.0.33.109;FBBV/640000000;FBDV/iPhone15,2;FBMD/iPhone;FBSN/iOS;FBSV/17.5;FBLC/vi_VN;FBOP/5]"
+)
 
 
 async def _redirect(_: Request) -> RedirectResponse:
@@ -93,7 +98,7 @@ class Load:
 WRK_SCRIPT = """
 local paths = {%s}
 local requests = {}
-for i, path in ipairs(paths) do requests[i] = wrk.format("GET", path) end
+for i, path in ipairs(paths) do requests[i] = wrk.format("GET", path, {["User-Agent"] = "%s"}) end
 local n, i = #requests, 0
 request = function() i = i %% n + 1; return requests[i] end
 redirects, other = 0, 0
@@ -115,7 +120,7 @@ end
 def wrk(port: int, paths: list[str], connections: int, seconds: float, workdir: Path) -> Load:
     """Closed loop with wrk: one thread, `connections` kept-alive connections, codes in turn."""
     script = workdir / "rotate.lua"
-    script.write_text(WRK_SCRIPT % ", ".join(f'"{p}"' for p in paths))
+    script.write_text(WRK_SCRIPT % (", ".join(f'"{p}"' for p in paths), AGENT))
     command = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency", "-s", str(script)]
     out = subprocess.run([*command, f"http://{HOST}:{port}/"], capture_output=True, text=True, check=True).stdout
     line = next(line for line in out.splitlines() if line.startswith("BENCH "))
@@ -138,7 +143,7 @@ async def _exchange(connection: tuple[asyncio.StreamReader, asyncio.StreamWriter
 
 
 def _requests(paths: list[str]) -> list[bytes]:
-    return [f"GET {p} HTTP/1.1\r\nHost: {HOST}\r\nUser-Agent: bench/1.0\r\n\r\n".encode() for p in paths]
+    return [f"GET {p} HTTP/1.1\r\nHost: {HOST}\r\nUser-Agent: {AGENT}\r\n\r\n".encode() for p in paths]
 
 
 async def _closed_loop(port: int, paths: list[str], connections: int, seconds: float) -> Load:
@@ -390,17 +395,20 @@ def _mark(ok: bool) -> str:
     return "ok" if ok else "FAIL"
 
 
+def _pair(load: Load) -> str:
+    return f"{load.p50_ms:6.1f} / {load.p99_ms:5.1f}"
+
+
 def report(result: Result, rate: float) -> None:
     """One database's block: both apps side by side, then each target."""
-    pair = lambda load: f"{load.p50_ms:6.1f} / {load.p99_ms:5.1f}"  # noqa: E731
     ratio = result.tracker.rate / result.bare.rate
     fixed = result.tracker_fixed.p99_ms
     print(f"\n== {result.database} (load average before: {result.load_average:.2f})")
     print(f"{'':30}{'tracker':>16}{'bare 302':>16}")
     print(f"{'redirects/s (closed loop)':30}{result.tracker.rate:16,.0f}{result.bare.rate:16,.0f}")
     print(f"{'server CPU, cores (closed loop)':30}{result.tracker.cpu:16.2f}{result.bare.cpu:16.2f}")
-    print(f"{'p50 / p99 ms (closed loop)':30}{pair(result.tracker):>16}{pair(result.bare):>16}")
-    print(f"{f'p50 / p99 ms at {rate:,.0f}/s':30}{pair(result.tracker_fixed):>16}{pair(result.bare_fixed):>16}")
+    print(f"{'p50 / p99 ms (closed loop)':30}{_pair(result.tracker):>16}{_pair(result.bare):>16}")
+    print(f"{f'p50 / p99 ms at {rate:,.0f}/s':30}{_pair(result.tracker_fixed):>16}{_pair(result.bare_fixed):>16}")
     print(f"{'  (rate actually sent)':30}{result.tracker_fixed.rate:16,.0f}{result.bare_fixed.rate:16,.0f}")
     print(f"ratio tracker/bare {ratio:.2f}: {_mark(ratio >= 0.6)} (target >= 0.6)")
     print(f"p99 at {rate:,.0f} req/s {fixed:.1f} ms: {_mark(fixed <= 25)} (target <= 25 ms)")
@@ -445,7 +453,6 @@ def main() -> None:
     print(f"load: {generator}, {args.connections} connections, {args.duration:g} s per run; {LINKS} links in turn")
     print(f"open loop: asyncio client at {args.rate:,.0f} req/s; both apps under uvicorn with uvloop + httptools")
 
-    results = []
     with tempfile.TemporaryDirectory(prefix="outreach-bench-") as tmp:
         workdir = Path(tmp)
         bare_port = free_port()
@@ -453,16 +460,15 @@ def main() -> None:
         baseline = start([*command, *UVICORN], bare_port, "/r/warmup", workdir / "bare.log")
         try:
             url = f"sqlite:///{workdir / 'outreach.db'}"
-            results.append(bench_database("SQLite", url, bare_port, baseline.pid, args, workdir))
-            report(results[-1], args.rate)
+            report(bench_database("SQLite", url, bare_port, baseline.pid, args, workdir), args.rate)
             server = args.pg or os.environ.get("OUTREACH_TEST_PG_URL") or DEFAULT_PG
             pg_url = None if args.no_pg else pg_database(server)
             if pg_url:
                 try:
-                    results.append(bench_database("PostgreSQL", pg_url, bare_port, baseline.pid, args, workdir))
+                    result = bench_database("PostgreSQL", pg_url, bare_port, baseline.pid, args, workdir)
                 finally:
                     pg_database(server, create=False)
-                report(results[-1], args.rate)
+                report(result, args.rate)
         finally:
             stop(baseline)
     classifier_figures()

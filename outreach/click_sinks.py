@@ -13,15 +13,18 @@ should send clicks to the spool.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import sqlite3
+import threading
 from collections.abc import Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -33,12 +36,18 @@ from outreach.models import utcnow
 _INSERT_QMARK = (
     'INSERT INTO clicks (code, at, kind, ip_hash, user_agent, referrer_host, "repeat") VALUES (?, ?, ?, ?, ?, ?, ?)'
 )
-_INSERT_FORMAT = (
+# PostgreSQL: the batch as seven arrays, one statement and one round trip however many rows;
+# a replayed segment's row goes in the same statement, so in the same transaction.
+_INSERT_ARRAYS = (
     'INSERT INTO clicks (code, at, kind, ip_hash, user_agent, referrer_host, "repeat") '
-    "VALUES (%s, %s, %s, %s, %s, %s, %s)"
+    "SELECT * FROM unnest(%s::text[], %s::timestamptz[], %s::text[], %s::text[], %s::text[], %s::text[], %s::bool[])"
+)
+_REPLAY_ARRAYS = (
+    "WITH replayed AS (INSERT INTO click_spool_replays (segment, clicks, replayed_at) VALUES (%s, %s, %s)) "
+    'INSERT INTO clicks (code, at, kind, ip_hash, user_agent, referrer_host, "repeat") '
+    "SELECT * FROM unnest(%s::text[], %s::timestamptz[], %s::text[], %s::text[], %s::text[], %s::text[], %s::bool[])"
 )
 _REPLAYED_QMARK = "INSERT INTO click_spool_replays (segment, clicks, replayed_at) VALUES (?, ?, ?)"
-_REPLAYED_FORMAT = "INSERT INTO click_spool_replays (segment, clicks, replayed_at) VALUES (%s, %s, %s)"
 
 
 class Unavailable(Exception):
@@ -67,17 +76,25 @@ class ClickSink(Protocol):
     async def close(self) -> None: ...
 
 
-def _sqlite_at(row: ClickRow) -> str:
-    """SQLite keeps naive UTC text, written as SQLAlchemy writes it."""
-    return row.at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+def _sqlite_text(at: datetime) -> str:
+    """SQLite keeps naive UTC text, written as SQLAlchemy writes it ("2026-11-28 09:30:00.000000")."""
+    if at.tzinfo is not UTC:
+        at = at.astimezone(UTC)
+    return at.replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 class SqliteSink:
-    """Commits on the event loop without waiting for a lock; a locked file moves the batch to a thread."""
+    """Commits on the event loop without waiting for a lock; a locked file moves the batch to a thread.
+
+    The driver's own connections (one per thread: sqlite3 binds a connection to the
+    thread that made it), taken from the engine so its pragmas apply, and kept:
+    a batch is one executemany and one COMMIT, nothing more.
+    """
 
     def __init__(self, engine: Engine, path: Path | None, deadline: float, thread: Executor) -> None:
         self.engine, self.path, self.deadline, self.thread = engine, path, deadline, thread
         self._file = _identity(path)
+        self._connections: dict[int, Any] = {}
 
     async def insert(self, rows: Sequence[ClickRow], replay: Replay | None = None) -> None:
         try:
@@ -89,23 +106,45 @@ class SqliteSink:
             except _Locked as locked:
                 raise Unavailable(f"the database stayed locked for {self.deadline:g} s ({locked})") from None
 
+    def _connection(self, wait: float) -> Any:
+        key = threading.get_ident()
+        pooled = self._connections.get(key)
+        if pooled is None:
+            pooled = self._connections[key] = self.engine.raw_connection()
+            driver: Any = pooled.driver_connection
+            driver.execute(f"PRAGMA busy_timeout = {int(wait * 1000)}")
+        return pooled.driver_connection
+
+    def _forget(self) -> None:
+        """Drop the connections: to a file that went away, they are no use."""
+        connections, self._connections = self._connections, {}
+        for pooled in connections.values():
+            with contextlib.suppress(Exception):
+                pooled.invalidate()
+        self.engine.dispose()
+
     def _commit(self, rows: Sequence[ClickRow], replay: Replay | None, wait: float) -> None:
         if self.path is not None and _identity(self.path) != self._file:
-            self.engine.dispose()  # its connections still write to the inode that was moved away
+            self._forget()  # its connections would go on writing to the inode moved away
             raise Unavailable(f"{self.path} was removed or replaced while the tracker ran")
         try:
-            with self.engine.begin() as connection:
-                connection.exec_driver_sql(f"PRAGMA busy_timeout = {int(wait * 1000)}")
-                if replay is not None:
-                    connection.exec_driver_sql(_REPLAYED_QMARK, (replay.segment, replay.clicks, _sqlite_at_now()))
-                connection.exec_driver_sql(_INSERT_QMARK, [_bound(row, _sqlite_at(row)) for row in rows])
+            connection = self._connection(wait)
         except SQLAlchemyError as error:
-            message = first_line(error)
+            raise Unavailable(first_line(error)) from None
+        try:
+            if replay is not None:
+                connection.execute(_REPLAYED_QMARK, (replay.segment, replay.clicks, _sqlite_text(utcnow())))
+            connection.executemany(_INSERT_QMARK, [_bound(row, _sqlite_text(row.at)) for row in rows])
+            connection.commit()
+        except sqlite3.Error as error:
+            with contextlib.suppress(sqlite3.Error):
+                connection.rollback()
+            message = str(error)
             if "UNIQUE constraint failed: click_spool_replays" in message:
                 raise AlreadyReplayed(replay.segment if replay else "") from None
             if "locked" in message or "busy" in message:
                 raise _Locked(message) from None
-            self.engine.dispose()
+            self._forget()
             raise Unavailable(message) from None
 
     async def probe(self) -> None:
@@ -113,23 +152,21 @@ class SqliteSink:
         if self.path is not None and self._file is None:
             raise Unavailable(f"{self.path} is missing")
         try:
-            with self.engine.connect() as connection:
-                connection.exec_driver_sql("PRAGMA busy_timeout = 0")
-                connection.execute(text("SELECT 1 FROM clicks LIMIT 0"))
-        except SQLAlchemyError as error:
-            self.engine.dispose()
+            self._connection(0).execute("SELECT 1 FROM clicks LIMIT 0").fetchall()
+        except (SQLAlchemyError, sqlite3.Error) as error:
+            self._forget()
             raise Unavailable(first_line(error)) from None
 
     async def close(self) -> None:
+        connections, self._connections = self._connections, {}
+        for pooled in connections.values():
+            with contextlib.suppress(Exception):
+                pooled.close()
         self.engine.dispose()
 
 
 class _Locked(Exception):
     """SQLite's lock is held by another writer."""
-
-
-def _sqlite_at_now() -> str:
-    return utcnow().strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
 def _bound(row: ClickRow, at: Any) -> tuple[Any, ...]:
@@ -149,22 +186,27 @@ class PostgresSink:
         import psycopg
 
         if self._connection is None or self._connection.closed:
+            # Autocommit: a batch is one statement, atomic on its own: one round trip.
             self._connection = await psycopg.AsyncConnection.connect(
-                self.conninfo, connect_timeout=max(1, round(self.deadline))
+                self.conninfo, connect_timeout=max(1, round(self.deadline)), autocommit=True
             )
+            await self._connection.execute(f"SET statement_timeout = {int(self.deadline * 1000)}")
         return self._connection
 
     async def insert(self, rows: Sequence[ClickRow], replay: Replay | None = None) -> None:
         import psycopg
 
+        columns: list[list[Any]] = [[] for _ in range(7)]
+        for row in rows:
+            for column, value in zip(columns, _bound(row, row.at), strict=True):
+                column.append(value)
         try:
             async with asyncio.timeout(self.deadline * 2):
                 connection = await self._connect()
-                async with connection.transaction(), connection.cursor() as cursor:
-                    await cursor.execute(f"SET LOCAL statement_timeout = {int(self.deadline * 1000)}")
-                    if replay is not None:
-                        await cursor.execute(_REPLAYED_FORMAT, (replay.segment, replay.clicks, utcnow()))
-                    await cursor.executemany(_INSERT_FORMAT, [_bound(row, row.at) for row in rows])
+                if replay is None:
+                    await connection.execute(_INSERT_ARRAYS, columns)
+                else:
+                    await connection.execute(_REPLAY_ARRAYS, [replay.segment, replay.clicks, utcnow(), *columns])
         except psycopg.errors.UniqueViolation:
             raise AlreadyReplayed(replay.segment if replay else "") from None
         except (psycopg.Error, OSError, TimeoutError) as error:
@@ -178,7 +220,6 @@ class PostgresSink:
             async with asyncio.timeout(self.deadline * 2):
                 connection = await self._connect()
                 await connection.execute("SELECT 1 FROM clicks LIMIT 0")
-                await connection.rollback()
         except (psycopg.Error, OSError, TimeoutError) as error:
             await self._drop()
             raise Unavailable(first_line(error) or type(error).__name__) from None

@@ -1,8 +1,8 @@
 """Group commit for clicks: many requests, one transaction, and a spool when the database is away.
 
-Each request hands its click over and awaits it; one writer waits `linger` (2 ms)
-for more, takes every click waiting and commits them in one INSERT (see
-`click_sinks` for how), then wakes their requests. The busier the tracker, the
+Each request hands its click over and awaits it; one writer lets the loop take in
+the requests already there, takes every click waiting and commits them in one
+INSERT (see `click_sinks` for how), then wakes their requests. The busier the tracker, the
 larger the batches and the fewer the commits: durability costs little.
 
 When a commit fails (server down, file locked past the deadline, file removed or
@@ -126,8 +126,7 @@ class ClickWriter:
                 await self._recover()
             if not self._pending:
                 continue
-            if len(self._pending) < self.max_batch and self.linger:
-                await asyncio.sleep(self.linger)  # the clicks arriving meanwhile share the commit
+            await self._gather()
             batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch :]
             try:
                 await self._store([row for row, _ in batch])
@@ -135,6 +134,19 @@ class ClickWriter:
                 for _, future in batch:
                     if not future.done():
                         future.set_result(None)
+
+    async def _gather(self) -> None:
+        """Let the requests the loop already has come in, so they share this commit.
+
+        A few turns of the loop while the batch still grows (no idle wait when the
+        tracker is busy), then at most `linger` seconds for a lone click's company.
+        """
+        deadline = time.monotonic() + self.linger
+        while len(self._pending) < self.max_batch and time.monotonic() < deadline:
+            before = len(self._pending)
+            await asyncio.sleep(0)
+            if len(self._pending) == before:
+                break
 
     async def _store(self, rows: list[ClickRow]) -> None:
         started = time.perf_counter()

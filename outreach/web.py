@@ -95,6 +95,36 @@ class HygieneHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
+class Redirects:
+    """`/r/CODE` answered here, before Starlette: the redirect is the hot path, every µs counts.
+
+    Anything else (and any method but GET and HEAD) goes on to the Starlette app:
+    /healthz, /metrics, the 404 page for other paths, 405s.
+    """
+
+    def __init__(self, app: ASGIApp, tracker: ClickTracker) -> None:
+        self.app, self.tracker = app, tracker
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or not path.startswith("/r/") or scope["method"] not in ("GET", "HEAD"):
+            await self.app(scope, receive, send)
+            return
+        code = path[3:-1] if path.endswith("/") else path[3:]  # "/r/CODE/" is the same link
+        try:
+            status, headers, body = await self.tracker.redirect(scope, code)
+        except Exception:  # never a 500 for a visitor
+            log.exception("tracker: /r/%s failed", code[:40])
+            status, headers, body = self.tracker.pages[503]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body if scope["method"] == "GET" else b""})
+
+
+def _raw(response: Response) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """A prepared response as the raw ASGI parts, with the hygiene headers."""
+    return response.status_code, [*response.raw_headers, *HEADERS], bytes(response.body)
+
+
 class ClickTracker:
     """What the app holds: links in memory, the click writer, the classifier, the metrics."""
 
@@ -122,6 +152,8 @@ class ClickTracker:
         # the redirect path near a bare redirect's cost.
         self.visitor = functools.lru_cache(maxsize=65536)(self._visitor)
         self.clean = functools.lru_cache(maxsize=65536)(clean_agent)
+        self._redirect_cache: dict[str, list[tuple[bytes, bytes]]] = {}
+        self.pages = {status: _raw(page(settings.home, status)) for status in (404, 503)}
 
     async def start(self) -> None:
         """Load the newest links and replay any spool an earlier run left."""
@@ -137,12 +169,12 @@ class ClickTracker:
         await self.writer.close()
         self.links.close()
 
-    def click_row(self, request: Request, code: str) -> ClickRow:
+    def click_row(self, scope: Scope, code: str) -> ClickRow:
         """The click to store for this request: kind, visitor hash, agent, referrer host, repeat."""
-        wanted = _wanted_headers(request.scope["headers"])
+        wanted = {name: value.decode("latin-1") for name, value in scope["headers"] if name in _WANTED}
         agent = self.clean(wanted.get(b"user-agent", ""))
-        peer = request.client.host if request.client else None
-        visitor = self.visitor(peer, wanted.get(b"x-forwarded-for"), wanted.get(b"forwarded"))
+        client = scope.get("client")
+        visitor = self.visitor(client[0] if client else None, wanted.get(b"x-forwarded-for"), wanted.get(b"forwarded"))
         return ClickRow(
             code=code,
             at=self.clock(),
@@ -156,32 +188,41 @@ class ClickTracker:
     def _visitor(self, peer: str | None, x_forwarded_for: str | None, forwarded: str | None) -> str | None:
         return network_hash(self.client(peer, x_forwarded_for, forwarded), self.salt)
 
-    async def redirect(self, request: Request) -> Response:
-        """GET or HEAD /r/{code}: 302 to the link's destination once its click is durable."""
-        code = request.path_params["code"]
-        home = self.settings.home
+    def _redirect_headers(self, target: str) -> list[tuple[bytes, bytes]]:
+        """The 302's headers for a destination, built once per link (quoting a long URL is not free)."""
+        headers = self._redirect_cache.get(target)
+        if headers is None:
+            location = RedirectResponse(target).headers["location"].encode("latin-1")
+            headers = [(b"location", location), (b"content-length", b"0"), *HEADERS]
+            if len(self._redirect_cache) > 100_000:
+                self._redirect_cache.clear()
+            self._redirect_cache[target] = headers
+        return headers
+
+    async def redirect(self, scope: Scope, code: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        """GET or HEAD /r/CODE: 302 to the link's destination once its click is durable."""
         if not _CODE.fullmatch(code):
             self.metrics.redirects["not_found"].inc()
-            return page(home, 404)
+            return self.pages[404]
         target = self.links.get(code)
         if target is None:
             found = await self.links.lookup(code)
             if isinstance(found, Lookup):
                 outcome = "not_found" if found is Lookup.unknown else "unavailable"
                 self.metrics.redirects[outcome].inc()
-                return page(home, 404 if found is Lookup.unknown else 503)
+                return self.pages[404 if found is Lookup.unknown else 503]
             target = found
-        if request.method == "HEAD":  # link checkers and previews asking; never a click
+        if scope["method"] == "HEAD":  # link checkers and previews asking; never a click
             self.metrics.redirects["head"].inc()
-            return RedirectResponse(target, status_code=302)
+            return 302, self._redirect_headers(target), b""
         try:
-            row = self.click_row(request, code)
+            row = self.click_row(scope, code)
             await self.writer.record(row)
             self.metrics.clicks[row.kind].inc()
         except Exception:  # the visitor still goes where the link leads
             log.exception("clicks: a click on %s could not be recorded", code)
         self.metrics.redirects["redirected"].inc()
-        return RedirectResponse(target, status_code=302)
+        return 302, self._redirect_headers(target), b""
 
     async def healthz(self, _: Request) -> Response:
         """The database's state, the spool and the links known; 503 while clicks are spooled."""
@@ -214,11 +255,6 @@ class ClickTracker:
 _WANTED = (b"user-agent", b"x-forwarded-for", b"forwarded", b"referer")
 
 
-def _wanted_headers(raw: list[tuple[bytes, bytes]]) -> dict[bytes, str]:
-    """The four headers the click needs, in one pass over the raw list (as Latin-1, as ASGI reads them)."""
-    return {name: value.decode("latin-1") for name, value in raw if name in _WANTED}
-
-
 def create_app(
     store: Store,
     settings: Tracker,
@@ -226,7 +262,7 @@ def create_app(
     salt: bytes | None = None,
     clock: Callable[[], datetime] = utcnow,
     deadline: float = 2.0,
-) -> Starlette:
+) -> ASGIApp:
     """The tracker app over a store; `salt` keys the visitors' hashes (random if not given)."""
     tracker = ClickTracker(store, settings, spool, salt, clock, deadline)
 
@@ -241,16 +277,13 @@ def create_app(
     methods = ["GET", "HEAD"]
     app = Starlette(
         routes=[
-            # "/r/CODE/" is the same link: no slash redirect (it would be built from the Host header).
-            Route("/r/{code}", tracker.redirect, methods=methods),
-            Route("/r/{code}/", tracker.redirect, methods=methods),
             Route("/healthz", tracker.healthz, methods=methods),
             Route("/metrics", tracker.metrics_page, methods=methods),
         ],
         exception_handlers={HTTPException: tracker.not_found},
         lifespan=lifespan,
     )
-    app.router.redirect_slashes = False
+    app.router.redirect_slashes = False  # a slash redirect would be built from the Host header
     app.state.tracker = tracker
     app.add_middleware(HygieneHeaders)
-    return app
+    return Redirects(app, tracker)
