@@ -200,66 +200,68 @@ def _bound(row: ClickRow, at: Any) -> tuple[Any, ...]:
 
 
 class PostgresSink:
-    """One psycopg async connection, on the event loop; reopened after a failure."""
+    """psycopg async connections on the event loop, one per batch on its way; a failed one is dropped."""
 
     def __init__(self, url: str, deadline: float) -> None:
         parsed = make_url(url).set(drivername="postgresql")
         self.conninfo = parsed.render_as_string(hide_password=False)
         self.deadline = deadline
-        self._connection: Any = None
+        self._idle: list[Any] = []
 
     async def _connect(self) -> Any:
         import psycopg
 
-        if self._connection is None or self._connection.closed:
-            # Autocommit: a batch is one statement, atomic on its own: one round trip.
-            self._connection = await psycopg.AsyncConnection.connect(
-                self.conninfo, connect_timeout=max(1, round(self.deadline)), autocommit=True
-            )
-            await self._connection.execute(f"SET statement_timeout = {int(self.deadline * 1000)}")
-        return self._connection
+        while self._idle:
+            connection = self._idle.pop()
+            if not connection.closed:
+                return connection
+        # Autocommit: a batch is one statement, atomic on its own: one round trip.
+        connection = await psycopg.AsyncConnection.connect(
+            self.conninfo, connect_timeout=max(1, round(self.deadline)), autocommit=True
+        )
+        await connection.execute(f"SET statement_timeout = {int(self.deadline * 1000)}")
+        return connection
 
-    async def insert(self, rows: Sequence[ClickRow], replay: Replay | None = None) -> None:
+    async def _run(self, statement: str, parameters: Sequence[Any] | None = None) -> None:
         import psycopg
 
+        connection = None
+        try:
+            async with asyncio.timeout(self.deadline * 2):
+                connection = await self._connect()
+                await connection.execute(statement, parameters)
+        except psycopg.errors.UniqueViolation:
+            self._idle.append(connection)
+            raise AlreadyReplayed(statement) from None
+        except (psycopg.Error, OSError, TimeoutError) as error:
+            await _close(connection)
+            raise Unavailable(first_line(error) or type(error).__name__) from None
+        self._idle.append(connection)
+
+    async def insert(self, rows: Sequence[ClickRow], replay: Replay | None = None) -> None:
         columns: list[list[Any]] = [[] for _ in range(7)]
         for row in rows:
             for column, value in zip(columns, _bound(row, row.at), strict=True):
                 column.append(value)
-        try:
-            async with asyncio.timeout(self.deadline * 2):
-                connection = await self._connect()
-                if replay is None:
-                    await connection.execute(_INSERT_ARRAYS, columns)
-                else:
-                    await connection.execute(_REPLAY_ARRAYS, [replay.segment, replay.clicks, utcnow(), *columns])
-        except psycopg.errors.UniqueViolation:
-            raise AlreadyReplayed(replay.segment if replay else "") from None
-        except (psycopg.Error, OSError, TimeoutError) as error:
-            await self._drop()
-            raise Unavailable(first_line(error) or type(error).__name__) from None
+        if replay is None:
+            await self._run(_INSERT_ARRAYS, columns)
+        else:
+            await self._run(_REPLAY_ARRAYS, [replay.segment, replay.clicks, utcnow(), *columns])
 
     async def probe(self) -> None:
-        import psycopg
-
-        try:
-            async with asyncio.timeout(self.deadline * 2):
-                connection = await self._connect()
-                await connection.execute("SELECT 1 FROM clicks LIMIT 0")
-        except (psycopg.Error, OSError, TimeoutError) as error:
-            await self._drop()
-            raise Unavailable(first_line(error) or type(error).__name__) from None
-
-    async def _drop(self) -> None:
-        connection, self._connection = self._connection, None
-        if connection is not None:
-            try:
-                await asyncio.wait_for(connection.close(), 1)
-            except (OSError, TimeoutError, Exception):
-                return
+        await self._run("SELECT 1 FROM clicks LIMIT 0")
 
     async def close(self) -> None:
-        await self._drop()
+        idle, self._idle = self._idle, []
+        for connection in idle:
+            await _close(connection)
+
+
+async def _close(connection: Any) -> None:
+    """Close a connection that may be dead already (a dead one may fail to close)."""
+    if connection is not None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(connection.close(), 1)
 
 
 def make_sink(url: str, engine: Engine, path: Path | None, deadline: float, thread: Executor) -> ClickSink:

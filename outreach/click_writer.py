@@ -66,6 +66,7 @@ class ClickWriter:
         deadline: float = 2.0,
         max_batch: int = 2000,
         linger: float = 0.002,
+        in_flight: int = 2,
         probe_every: float = 1.0,
         database_file: Path | None = None,
     ) -> None:
@@ -76,6 +77,10 @@ class ClickWriter:
         self._wake = asyncio.Event()
         self._closing = False
         self._task: asyncio.Task[None] | None = None
+        # A commit to PostgreSQL waits on the network: the next batch goes meanwhile, on
+        # another connection. SQLite commits on the loop, so one at a time anyway.
+        self._slots = asyncio.Semaphore(in_flight)
+        self._flushing: set[asyncio.Task[None]] = set()
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="click-writer")
         self._next_probe = 0.0
         self.sink = make_sink(url, engine, database_file, deadline, self._thread)
@@ -88,6 +93,7 @@ class ClickWriter:
     async def start(self) -> None:
         """Replay what an earlier run left in the spool, then take clicks."""
         self._wake = asyncio.Event()  # bound to the loop that serves
+        self._slots = asyncio.Semaphore(self._slots._value)
         await self._recover()
         self._task = asyncio.create_task(self._run(), name="click-writer")
 
@@ -115,6 +121,7 @@ class ClickWriter:
         while True:
             if not self._pending:
                 if self._closing:
+                    await self._settle()
                     return
                 self._wake.clear()
                 try:
@@ -123,17 +130,32 @@ class ClickWriter:
                 except TimeoutError:
                     pass
             if not self.stats.database_ok and time.monotonic() >= self._next_probe:
+                await self._settle()
                 await self._recover()
             if not self._pending:
                 continue
             await self._gather()
             batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch :]
-            try:
-                await self._store([row for row, _ in batch])
-            finally:  # even if the spool failed too: the visitor is answered, the loss logged
-                for _, future in batch:
-                    if not future.done():
-                        future.set_result(None)
+            await self._slots.acquire()  # at most `in_flight` batches on their way at once
+            flush = asyncio.create_task(self._flush(batch))
+            self._flushing.add(flush)
+            flush.add_done_callback(self._flushing.discard)
+
+    async def _flush(self, batch: list[tuple[ClickRow, asyncio.Future[None]]]) -> None:
+        try:
+            await self._store([row for row, _ in batch])
+        except Exception:  # never leave a visitor waiting: the loss is logged
+            log.exception("clicks: a batch of %d could not be stored", len(batch))
+        finally:
+            self._slots.release()
+            for _, future in batch:
+                if not future.done():
+                    future.set_result(None)
+
+    async def _settle(self) -> None:
+        """Wait for the batches on their way (before a probe, a replay, or the end)."""
+        while self._flushing:
+            await asyncio.gather(*self._flushing, return_exceptions=True)
 
     async def _gather(self) -> None:
         """Let the requests the loop already has come in, so they share this commit.
