@@ -36,26 +36,34 @@ from outreach.models import utcnow
 
 log = logging.getLogger(__name__)
 
-# ClickRow's fields, in order; one statement per driver's paramstyle.
+# ClickRow's fields, in order; one statement per driver's paramstyle. A click already
+# stored (its commit went through but the answer was lost, so it was spooled too) is skipped.
 _INSERT_QMARK = (
-    'INSERT INTO clicks (code, at, kind, ip_hash, user_agent, referrer_host, "repeat") VALUES (?, ?, ?, ?, ?, ?, ?)'
+    'INSERT INTO clicks (code, at, kind, ip_hash, user_agent, referrer_host, "repeat", uid) '
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (uid) DO NOTHING"
 )
-# PostgreSQL: the batch as seven arrays, one statement and one round trip however many rows;
+# PostgreSQL: the batch as arrays, one statement and one round trip however many rows;
 # a replayed segment's row goes in the same statement, so in the same transaction.
 _INSERT_ARRAYS = (
-    'INSERT INTO clicks (code, at, kind, ip_hash, user_agent, referrer_host, "repeat") '
-    "SELECT * FROM unnest(%s::text[], %s::timestamptz[], %s::text[], %s::text[], %s::text[], %s::text[], %s::bool[])"
+    'INSERT INTO clicks (code, at, kind, ip_hash, user_agent, referrer_host, "repeat", uid) '
+    "SELECT * FROM unnest(%s::text[], %s::timestamptz[], %s::text[], %s::text[], %s::text[], %s::text[], "
+    "%s::bool[], %s::text[]) ON CONFLICT (uid) DO NOTHING"
 )
 _REPLAY_ARRAYS = (
     "WITH replayed AS (INSERT INTO click_spool_replays (segment, clicks, replayed_at) VALUES (%s, %s, %s)) "
-    'INSERT INTO clicks (code, at, kind, ip_hash, user_agent, referrer_host, "repeat") '
-    "SELECT * FROM unnest(%s::text[], %s::timestamptz[], %s::text[], %s::text[], %s::text[], %s::text[], %s::bool[])"
+    'INSERT INTO clicks (code, at, kind, ip_hash, user_agent, referrer_host, "repeat", uid) '
+    "SELECT * FROM unnest(%s::text[], %s::timestamptz[], %s::text[], %s::text[], %s::text[], %s::text[], "
+    "%s::bool[], %s::text[]) ON CONFLICT (uid) DO NOTHING"
 )
 _REPLAYED_QMARK = "INSERT INTO click_spool_replays (segment, clicks, replayed_at) VALUES (?, ?, ?)"
 
 
 class Unavailable(Exception):
     """The database did not take the batch; the message says why, in one line."""
+
+
+class Rejected(Exception):
+    """The database answered but refuses these rows (a constraint): retrying will not help."""
 
 
 class AlreadyReplayed(Exception):
@@ -104,6 +112,8 @@ class SqliteSink:
 
     async def insert(self, rows: Sequence[ClickRow], replay: Replay | None = None) -> None:
         try:
+            if replay is not None:  # a whole segment: too long for the event loop
+                raise _Locked("a replay runs on the thread")
             self._commit(rows, replay, wait=0)
             self._checkpoint_soon()
         except _Locked:
@@ -158,7 +168,8 @@ class SqliteSink:
         try:
             if replay is not None:
                 connection.execute(_REPLAYED_QMARK, (replay.segment, replay.clicks, _sqlite_text(utcnow())))
-            connection.executemany(_INSERT_QMARK, [_bound(row, _sqlite_text(row.at)) for row in rows])
+            if rows:  # (a segment a crash left empty still gets its row, and is removed)
+                connection.executemany(_INSERT_QMARK, [_bound(row, _sqlite_text(row.at)) for row in rows])
             connection.commit()
         except sqlite3.Error as error:
             with contextlib.suppress(sqlite3.Error):
@@ -168,6 +179,8 @@ class SqliteSink:
                 raise AlreadyReplayed(replay.segment if replay else "") from None
             if "locked" in message or "busy" in message:
                 raise _Locked(message) from None
+            if isinstance(error, sqlite3.IntegrityError):
+                raise Rejected(message) from None
             self._forget()
             raise Unavailable(message) from None
 
@@ -176,7 +189,12 @@ class SqliteSink:
         if self.path is not None and self._file is None:
             raise Unavailable(f"{self.path} is missing")
         try:
-            self._connection(0).execute("SELECT 1 FROM clicks LIMIT 0").fetchall()
+            # A write lock, not a read: in WAL mode a read succeeds while another program
+            # holds the lock, and the replay after it would wait out the whole deadline.
+            connection = self._connection(0)
+            connection.execute("SELECT 1 FROM clicks LIMIT 0").fetchall()
+            connection.execute("BEGIN IMMEDIATE")
+            connection.rollback()
         except (SQLAlchemyError, sqlite3.Error) as error:
             self._forget()
             raise Unavailable(first_line(error)) from None
@@ -196,7 +214,7 @@ class _Locked(Exception):
 
 
 def _bound(row: ClickRow, at: Any) -> tuple[Any, ...]:
-    return (row.code, at, row.kind.value, row.ip_hash, row.user_agent, row.referrer_host, row.repeat)
+    return (row.code, at, row.kind.value, row.ip_hash, row.user_agent, row.referrer_host, row.repeat, row.uid)
 
 
 class PostgresSink:
@@ -230,16 +248,24 @@ class PostgresSink:
             async with asyncio.timeout(self.deadline * 2):
                 connection = await self._connect()
                 await connection.execute(statement, parameters)
-        except psycopg.errors.UniqueViolation:
+        except psycopg.errors.UniqueViolation as error:
             self._idle.append(connection)
-            raise AlreadyReplayed(statement) from None
+            if error.diag.constraint_name == "pk_click_spool_replays":
+                raise AlreadyReplayed(statement) from None
+            raise Rejected(first_line(error)) from None
+        except psycopg.errors.IntegrityError as error:
+            self._idle.append(connection)
+            raise Rejected(first_line(error)) from None
         except (psycopg.Error, OSError, TimeoutError) as error:
+            # Not retried here, even on a connection the server dropped while idle: the
+            # statement may have been carried out. The spool keeps the batch, and its
+            # replay skips any click already stored.
             await _close(connection)
             raise Unavailable(first_line(error) or type(error).__name__) from None
         self._idle.append(connection)
 
     async def insert(self, rows: Sequence[ClickRow], replay: Replay | None = None) -> None:
-        columns: list[list[Any]] = [[] for _ in range(7)]
+        columns: list[list[Any]] = [[] for _ in ClickRow._fields]
         for row in rows:
             for column, value in zip(columns, _bound(row, row.at), strict=True):
                 column.append(value)

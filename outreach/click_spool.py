@@ -15,6 +15,7 @@ import fcntl
 import json
 import logging
 import os
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -38,6 +39,7 @@ class ClickRow(NamedTuple):
     user_agent: str | None
     referrer_host: str | None
     repeat: bool
+    uid: str  # the click's own name: stored twice, it is still one row
 
 
 def to_line(row: ClickRow) -> str:
@@ -81,11 +83,22 @@ class Segment:
 class Spool:
     """Append-only click segments in one folder."""
 
+    SEGMENT_ROWS = 10_000  # a segment is replayed in one transaction: keep it short
+
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self._current: IO[str] | None = None
         self._current_path: Path | None = None
-        self.pending = self._count_waiting()
+        self._current_rows = 0
+        self._counted: tuple[float, int] = (0.0, 0)
+
+    def waiting(self) -> int:
+        """Clicks in the folder (of every worker), counted at most once a second."""
+        at, count = self._counted
+        if time.monotonic() - at > 1.0:
+            count = self._count_waiting()
+            self._counted = (time.monotonic(), count)
+        return count
 
     def _count_waiting(self) -> int:
         if not self.folder.is_dir():
@@ -98,20 +111,27 @@ class Spool:
 
     def append(self, rows: list[ClickRow]) -> None:
         """Write the clicks and fsync: when this returns, a power cut keeps them."""
+        if self._current is not None and self._current_rows >= self.SEGMENT_ROWS:
+            self.close_segment()
         handle = self._current or self._open_segment()
         handle.write("".join(to_line(row) for row in rows))
         handle.flush()
         os.fsync(handle.fileno())
-        self.pending += len(rows)
+        self._current_rows += len(rows)
+        self._counted = (0.0, 0)
 
     def _open_segment(self) -> IO[str]:
         self.folder.mkdir(parents=True, exist_ok=True)
         stamp = datetime.now().strftime("%Y%m%dT%H%M%S")
         path = self.folder / f"{stamp}-{os.getpid()}-{uuid.uuid4().hex[:8]}{SUFFIX}"
-        handle = path.open("a", encoding="utf-8")
-        fcntl.flock(handle, fcntl.LOCK_EX)  # ours while we write: no replayer takes it
+        # Made and locked under a name replayers ignore, then renamed: no replayer can take
+        # (and remove) it between its creation and our lock.
+        making = path.with_name(path.name + ".new")
+        handle = making.open("a", encoding="utf-8")
+        fcntl.flock(handle, fcntl.LOCK_EX)  # ours while we write
+        making.rename(path)
         _fsync_folder(self.folder)
-        self._current, self._current_path = handle, path
+        self._current, self._current_path, self._current_rows = handle, path, 0
         log.warning("clicks: the database is unavailable; spooling clicks to %s", path)
         return handle
 
@@ -154,8 +174,15 @@ class Spool:
 
     def replayed(self, segment: Segment) -> None:
         """The segment's clicks are in the database: forget them here."""
-        self.pending = max(0, self.pending - len(segment.rows) - segment.bad)
         segment.remove()
+        self._counted = (0.0, 0)
+
+    def set_aside(self, segment: Segment) -> None:
+        """The database refuses this segment: keep it (as NAME.refused) for people, out of the replay."""
+        segment.path.rename(segment.path.with_name(segment.path.name + ".refused"))
+        _fsync_folder(self.folder)
+        segment.release()
+        self._counted = (0.0, 0)
 
 
 def _fsync_folder(folder: Path) -> None:

@@ -26,7 +26,7 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
-from outreach.click_sinks import AlreadyReplayed, Replay, Unavailable, make_sink
+from outreach.click_sinks import AlreadyReplayed, Rejected, Replay, make_sink
 from outreach.click_spool import ClickRow, Segment, Spool
 from outreach.db import Access, make_engine
 
@@ -87,8 +87,8 @@ class ClickWriter:
 
     @property
     def spooling(self) -> bool:
-        """True while clicks go to the spool or the spool still holds some."""
-        return not self.stats.database_ok or self.spool.pending > 0
+        """True while clicks go to the spool or the spool still holds some (of any worker)."""
+        return not self.stats.database_ok or self.spool.waiting() > 0
 
     async def start(self) -> None:
         """Replay what an earlier run left in the spool, then take clicks."""
@@ -177,8 +177,8 @@ class ClickWriter:
             try:
                 await self.sink.insert(rows)
                 self.stats.committed += len(rows)
-            except Unavailable as error:
-                self._lost_database(str(error))
+            except Exception as error:  # Unavailable, Rejected, or a surprise: the spool keeps them
+                self._lost_database(str(error) or type(error).__name__)
         if not self.stats.database_ok:
             where = "spool"
             try:
@@ -206,9 +206,9 @@ class ClickWriter:
             await self._on_thread(self.spool.close_segment)
             for segment in await self._on_thread(self.spool.closed_segments):
                 await self._replay(segment)
-        except Unavailable as error:
+        except Exception as error:  # Unavailable, or the spool's folder failing: try again later
             if self.stats.database_ok:
-                self._lost_database(str(error))
+                self._lost_database(str(error) or type(error).__name__)
             return
         if not self.stats.database_ok:
             log.warning("clicks: the database is back; spooled clicks replayed")
@@ -219,6 +219,12 @@ class ClickWriter:
             await self.sink.insert(segment.rows, Replay(segment.name, len(segment.rows)))
         except AlreadyReplayed:
             log.warning("clicks: %s was replayed before; removing it", segment.path)
+        except Rejected as refused:  # e.g. a link gone from a restored backup: kept aside, not retried forever
+            await self._on_thread(self.spool.set_aside, segment)
+            log.error(
+                "clicks: %s refused by the database (%s); kept as %s.refused", segment.path, refused, segment.path
+            )
+            return
         except BaseException:
             await self._on_thread(segment.release)
             raise

@@ -256,7 +256,11 @@ class Click(Base):
     """Append-only log of taps on a link; never a raw IP address."""
 
     __tablename__ = "clicks"
-    __table_args__ = (Index("ix_clicks_code_at", "code", "at"), Index("ix_clicks_at", "at"))
+    __table_args__ = (
+        Index("ix_clicks_code_at", "code", "at"),
+        Index("ix_clicks_at", "at"),
+        Index("uq_clicks_uid", "uid", unique=True),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     code: Mapped[str] = mapped_column(ForeignKey("links.code", ondelete="CASCADE"))
@@ -267,6 +271,8 @@ class Click(Base):
     referrer_host: Mapped[str | None] = mapped_column(String(255))
     # One of a burst from one visitor on one link: kept as evidence, never counted as a visit.
     repeat: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # Given by the tracker: the same click stored twice (a lost commit answer, then the spool) is one row.
+    uid: Mapped[str | None] = mapped_column(String(32))
 
 
 class ClickSpoolReplay(Base):

@@ -39,8 +39,13 @@ def parse_address(text: str | None) -> Address | None:
 
 
 def forwarded_chain(x_forwarded_for: str | None, forwarded: str | None) -> list[str]:
-    """The hops a proxy says the request passed through, nearest last (RFC 7239 first)."""
-    if forwarded:
+    """The hops a proxy says the request passed through, nearest last.
+
+    X-Forwarded-For first: nginx and Apache set it, and pass a `Forwarded` header
+    from the client through untouched, so reading that first would let a visitor
+    pick the address they are counted under.
+    """
+    if not x_forwarded_for and forwarded:
         hops = []
         for element in forwarded.split(","):
             for pair in element.split(";"):

@@ -17,6 +17,7 @@ import html
 import logging
 import re
 import secrets
+import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -145,7 +146,7 @@ class ClickTracker:
         self.classifier = Classifier(settings.agents)
         self.client = ClientAddress(settings.trusted_proxies)
         self.bursts = Bursts(settings.burst.clicks, settings.burst.seconds)
-        self.metrics = TrackerMetrics(lambda: self.writer.spool.pending, lambda: len(self.links))
+        self.metrics = TrackerMetrics(self.writer.spool.waiting, lambda: len(self.links))
         self.writer.observe = self.metrics.observe_batch
         self.links_total = 0
         # Visitors and agents repeat: parsing addresses and normalising text once each keeps
@@ -172,9 +173,15 @@ class ClickTracker:
     def click_row(self, scope: Scope, code: str) -> ClickRow:
         """The click to store for this request: kind, visitor hash, agent, referrer host, repeat."""
         wanted = {name: value.decode("latin-1") for name, value in scope["headers"] if name in _WANTED}
-        agent = self.clean(wanted.get(b"user-agent", ""))
+        # Cut before the caches: a visitor sending 1 MB headers must not fill memory with them.
+        agent = self.clean(wanted.get(b"user-agent", "")[:AGENT_INPUT])
         client = scope.get("client")
-        visitor = self.visitor(client[0] if client else None, wanted.get(b"x-forwarded-for"), wanted.get(b"forwarded"))
+        forwarded_for, forwarded = wanted.get(b"x-forwarded-for"), wanted.get(b"forwarded")
+        visitor = self.visitor(
+            client[0] if client else None,
+            forwarded_for[-HOPS_INPUT:] if forwarded_for else None,  # the nearest hops are last
+            forwarded[-HOPS_INPUT:] if forwarded else None,
+        )
         return ClickRow(
             code=code,
             at=self.clock(),
@@ -183,6 +190,7 @@ class ClickTracker:
             user_agent=agent or None,
             referrer_host=referrer_host(wanted.get(b"referer")),
             repeat=self.bursts.is_repeat(visitor, agent, code),
+            uid=uuid.uuid4().hex,
         )
 
     def _visitor(self, peer: str | None, x_forwarded_for: str | None, forwarded: str | None) -> str | None:
@@ -231,7 +239,7 @@ class ClickTracker:
             "status": "spooling" if self.writer.spooling else "ok",
             "database": "ok" if stats.database_ok else "unavailable",
             "database_error": stats.last_error,
-            "spooled": self.writer.spool.pending,
+            "spooled": self.writer.spool.waiting(),
             "links_known": len(self.links),
             "links_total": self.links_total,
             "clicks_committed": stats.committed,
@@ -253,6 +261,8 @@ class ClickTracker:
 
 
 _WANTED = (b"user-agent", b"x-forwarded-for", b"forwarded", b"referer")
+AGENT_INPUT = 1024  # characters of a User-Agent read at all (255 are stored)
+HOPS_INPUT = 512  # characters of a forwarding header read at all
 
 
 def create_app(

@@ -188,6 +188,8 @@ def test_client_behind_a_trusted_proxy_is_hashed_by_its_own_address(tracker_behi
         {"X-Forwarded-For": "203.0.113.9, 113.161.72.14, 127.0.0.1"},  # the nearest untrusted hop is the client
         {"Forwarded": 'for="[2001:ee0:4f1a:1::1]:4711";proto=https'},
         {"Forwarded": "for=unknown"},  # nothing better than the proxy itself
+        # nginx sets X-Forwarded-For and passes the client's own Forwarded through: XFF wins.
+        {"X-Forwarded-For": "113.161.72.14", "Forwarded": "for=198.51.100.77"},
     ]
     for headers in forwarded:
         assert tracker.http.get(f"/r/{code}", headers={"User-Agent": BROWSER, **headers}).status_code == 302
@@ -196,6 +198,7 @@ def test_client_behind_a_trusted_proxy_is_hashed_by_its_own_address(tracker_behi
         ip_hash("113.161.72.200"),
         ip_hash("2001:ee0:4f1a:ffff::2"),
         ip_hash("127.0.0.1"),
+        ip_hash("113.161.72.14"),
     ]
 
 

@@ -1,4 +1,4 @@
-"""Clicks people can trust: bursts flagged as repeats, and replayed spool segments remembered.
+"""Clicks people can trust: bursts flagged as repeats, each click named, replayed spool segments remembered.
 
 A spool segment is replayed in one transaction with its row here, so replaying it
 again (a crash between the commit and removing the file) adds nothing.
@@ -22,6 +22,10 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     with op.batch_alter_table("clicks") as batch:
         batch.add_column(sa.Column("repeat", sa.Boolean(), nullable=False, server_default=sa.false()))
+        batch.add_column(sa.Column("uid", sa.String(length=32), nullable=True))
+    # The tracker names each click; a batch stored twice (a commit whose answer was lost,
+    # then replayed from the spool) adds nothing the second time.
+    op.create_index("uq_clicks_uid", "clicks", ["uid"], unique=True)
     op.create_table(
         "click_spool_replays",
         sa.Column("segment", sa.String(length=120), nullable=False),
@@ -33,5 +37,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("click_spool_replays")
+    op.drop_index("uq_clicks_uid", table_name="clicks")
     with op.batch_alter_table("clicks") as batch:
+        batch.drop_column("uid")
         batch.drop_column("repeat")
