@@ -988,7 +988,7 @@ def report(obj: Context) -> None:
     from outreach.reports import build_report
 
     with obj.store(Access.read) as store, store.sessions() as session:
-        built = build_report(session)
+        built = build_report(session, obj.settings.zone)
     out = console()
     print_report(out, built)
     out.print("Where each target's posts go now (the via column shows where they went):")

@@ -186,7 +186,7 @@ def run_demo(
             _click(store, local, out, server.url)
         out.rule("[b]report")
         with store.translated_errors(), store.sessions() as session:
-            print_report(out, build_report(session))
+            print_report(out, build_report(session, settings.zone))
     finally:
         store.close()
     out.rule()

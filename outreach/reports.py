@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import TypeVar
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from outreach.models import Campaign, Click, ClickKind, Delivery, DeliveryStatus, Link
 
 K = TypeVar("K")
+UTC_ZONE = ZoneInfo("UTC")
 
 
 @dataclass
@@ -79,8 +82,8 @@ class Report:
         return total
 
 
-def build_report(session: Session) -> Report:
-    """Group the delivery and click logs by channel and by campaign."""
+def build_report(session: Session, zone: ZoneInfo = UTC_ZONE) -> Report:
+    """Group the delivery and click logs by channel and by campaign; days are `zone`'s."""
     channels: defaultdict[str, Counts] = defaultdict(Counts)
     campaigns: defaultdict[int, Counts] = defaultdict(Counts)
     deliveries = select(
@@ -104,7 +107,7 @@ def build_report(session: Session) -> Report:
                 counts.repeats += n
     # A visitor: one network hash and agent on one link on one day, however often they tapped.
     visits = (
-        select(Click.code, func.date(Click.at), Click.ip_hash, Click.user_agent)
+        select(Click.code, local_day(session, Click.at, zone), Click.ip_hash, Click.user_agent)
         .where(Click.kind == ClickKind.human)
         .distinct()
         .subquery()
@@ -120,6 +123,15 @@ def build_report(session: Session) -> Report:
             campaigns[link_campaign].visitors += n
     titles = dict(session.execute(select(Campaign.id, Campaign.title).where(Campaign.id.in_(list(campaigns)))).all())
     return Report(dict(sorted(channels.items())), dict(sorted(campaigns.items())), titles)
+
+
+def local_day(session: Session, at: Any, zone: ZoneInfo) -> ColumnElement[Any]:
+    """The calendar day of a stored time in `zone` (a visitor at 06:30 and 07:30 in Quảng Ngãi is one day)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return func.date(func.timezone(zone.key, at))
+    # SQLite holds naive UTC text; the zone's offset now (Vietnam keeps one all year).
+    offset = zone.utcoffset(datetime.now(zone)) or timedelta()
+    return func.date(at, f"{int(offset.total_seconds()):+d} seconds")
 
 
 def _add(counter: dict[K, int], key: K, n: int) -> None:

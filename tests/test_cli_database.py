@@ -154,7 +154,7 @@ def test_reading_commands_work_on_a_read_only_database(conf: Path, polled: Path,
     outputs = {" ".join(command): done for command, done in zip(READING, reading, strict=True)}
     for command, done in outputs.items():
         assert done.returncode == 0, f"{command}: {done.stderr}"
-    assert "│ total            │        │    2 │" in outputs["report"].stdout
+    assert "│ total            │    2 │" in outputs["report"].stdout
     assert "│  1 │ done   │" in outputs["campaign list"].stdout
     assert outputs["items list"].stdout.count("│ vi   │") == 16
     assert writing.returncode == 4

@@ -516,3 +516,19 @@ def test_metrics_speak_prometheus(tracked: tuple[Store, Settings, str]) -> None:
     assert _metric(page.text, 'outreach_clicks_total{kind="preview"}') == 1
     assert _metric(page.text, "outreach_click_spool") == 0
     assert "outreach_click_commit_seconds_bucket" in page.text
+
+
+def test_a_visitor_is_counted_once_per_local_day(store: Store, make_settings: Callable[..., Settings]) -> None:
+    from datetime import UTC, datetime
+
+    from outreach.reports import build_report
+
+    settings = make_settings()
+    code = make_campaign(store, settings)["facebook"]
+    taps = [datetime(2026, 11, 27, 23, 30, tzinfo=UTC), datetime(2026, 11, 28, 0, 30, tzinfo=UTC)]  # 06:30, 07:30 ICT
+    with store.sessions.begin() as session:
+        for n, at in enumerate(taps):
+            session.add(Click(code=code, at=at, kind=ClickKind.human, ip_hash="v", user_agent=BROWSER, uid=f"d{n}"))
+    with store.sessions() as session:
+        assert build_report(session, settings.zone).channels["facebook"].visitors == 1  # one morning in Quảng Ngãi
+        assert build_report(session).channels["facebook"].visitors == 2  # two days in UTC
