@@ -28,7 +28,7 @@ import yaml
 from pydantic import ValidationError, field_validator
 
 from outreach.channel_config import Strict
-from outreach.config import AgentPatterns
+from outreach.config import AgentPatterns, regular_expressions
 from outreach.models import ClickKind
 
 RULES_FILE = "agent_rules.yaml"  # in the `outreach` package
@@ -61,12 +61,7 @@ class AgentRules(AgentPatterns):
     @field_validator("generic_bot", "browser_shape")
     @classmethod
     def _compile(cls, value: list[str]) -> list[str]:
-        for pattern in value:
-            try:
-                re.compile(pattern)
-            except re.error as error:
-                raise ValueError(f"{pattern!r} is not a regular expression: {error}") from None
-        return value
+        return regular_expressions(value)
 
 
 def load_rules() -> AgentRules:

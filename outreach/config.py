@@ -67,6 +67,16 @@ class Source(Strict):
     poll_minutes: int = Field(default=30, ge=1)
 
 
+def regular_expressions(patterns: list[str]) -> list[str]:
+    """The patterns, each checked to compile; a ValueError names the first that does not."""
+    for pattern in patterns:
+        try:
+            re.compile(pattern)
+        except re.error as error:
+            raise ValueError(f"{pattern!r} is not a regular expression: {error}") from None
+    return patterns
+
+
 class AgentPatterns(Strict):
     """Extra user-agent patterns (case-insensitive regular expressions), added to the packaged rules."""
 
@@ -77,12 +87,7 @@ class AgentPatterns(Strict):
     @field_validator("preview", "bot", "human")
     @classmethod
     def _compiles(cls, value: list[str]) -> list[str]:
-        for pattern in value:
-            try:
-                re.compile(pattern)
-            except re.error as error:
-                raise ValueError(f"{pattern!r} is not a regular expression: {error}") from None
-        return value
+        return regular_expressions(value)
 
 
 class Burst(Strict):
