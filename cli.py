@@ -209,6 +209,9 @@ def _exit_status(exc: Exception, obj: Context | None) -> Exit | None:
         ("outreach.campaigns", "CampaignError", Exit.failed),
         ("outreach.lifecycle", "TransitionRefused", Exit.failed),
         ("outreach.render", "RenderError", Exit.failed),
+        ("outreach.survey", "SurveyError", Exit.failed),
+        ("outreach.bot_texts", "BotTextError", Exit.usage),
+        ("channels.telegram_bot", "BotSetupError", Exit.usage),
     ]
     problem: Exception = exc
     if "sqlalchemy" in sys.modules and obj is not None and obj.opened_url:
@@ -456,6 +459,40 @@ def items_list(obj: Context, topic: str | None, limit: int) -> None:
     console().print(table)
 
 
+@items.command("search")
+@click.argument("words", nargs=-1, required=True)
+@click.option("--limit", type=click.IntRange(1, 50), default=10, show_default=True, help="Show at most this many.")
+@click.option("--lang", type=click.Choice(["vi", "en"]), help="Only items in this language.")
+@click.option("--topic", help="Only items filed under this topic id.")
+@pass_ctx
+def items_search(obj: Context, words: tuple[str, ...], limit: int, lang: str | None, topic: str | None) -> None:
+    """Search items accent-free, as the bot's /search does: `outreach items search dang ky kinh doanh`."""
+    from outreach.db import Access
+    from outreach.search import search_items
+    from outreach.tables import fitted_table
+
+    query = " ".join(words)
+    with obj.store(Access.read) as store, store.sessions() as session:
+        found = search_items(session, query, limit=limit, language=lang, topic=topic)
+    if found.reason is not None:
+        raise click.BadParameter(SEARCH_REFUSALS[found.reason.value], param_hint="WORDS")
+    if not found.hits:
+        click.echo(f"no item matches {query!r} (every word must match; accents are optional)")
+        return
+    table = fitted_table("id", "published", "lang", "match", "title", wide="title", right={"id"})
+    for hit in found.hits:
+        match = "exact" if hit.exact else "accent-free"
+        table.add_row(str(hit.item_id), obj.local(hit.published_at), hit.language, match, hit.title)
+    console().print(table)
+
+
+SEARCH_REFUSALS = {
+    "empty": "give the words to look for",
+    "no_words": "there is no word to look for in that (only punctuation or symbols)",
+    "too_long": "too long: use a few key words",
+}
+
+
 @main.group()
 def campaign() -> None:
     """Campaigns: create, approve, watch, cancel, settle."""
@@ -555,15 +592,17 @@ def campaign_create(
 @pass_ctx
 def campaign_approve(obj: Context, campaign_id: int) -> None:
     """Approve someone else's draft: it is rendered and scheduled."""
-    from outreach.campaigns import approve_campaign
+    from outreach.campaigns import approve_campaign, queued_count
     from outreach.db import Access
+    from outreach.models import Campaign
     from outreach.text import plural
 
     with obj.store(Access.write) as store, store.sessions.begin() as session:
-        deliveries = approve_campaign(session, obj.settings, obj.renderer(), campaign_id, obj.actor)
-        when = deliveries[0].campaign.scheduled_at if deliveries else None
+        approve_campaign(session, obj.settings, obj.renderer(), campaign_id, obj.actor)
+        queued = queued_count(session, campaign_id)
+        when = session.get_one(Campaign, campaign_id).scheduled_at
     click.echo(
-        f"campaign {campaign_id} approved by {obj.actor}: {plural(len(deliveries), 'delivery', 'deliveries')} "
+        f"campaign {campaign_id} approved by {obj.actor}: {plural(queued, 'delivery', 'deliveries')} "
         f"scheduled for {obj.local(when)} (see `outreach campaign show {campaign_id}`)"
     )
 
@@ -898,14 +937,29 @@ async def _serve(obj: Context, runner: Runner, routing: Routing, listen: tuple[s
         # signal.signal, not loop.add_signal_handler: uvicorn restores these when it stops.
         signal.signal(signum, lambda *_: loop.call_soon_threadsafe(stop.set))
     tracker = None
+    parts = _bot_parts(obj, runner.store, webhook=None)
+    hook = parts.hook if parts is not None else None
+    if hook is not None and listen is None:
+        click.echo("run: the bot's webhook needs the tracker: its updates wait until one serves it", err=True)
     if listen is not None:
         settings = obj.settings
-        app = create_app(runner.store, settings.schedule.tracker, settings.click_spool, settings.click_salt)
+        app = create_app(
+            runner.store, settings.schedule.tracker, settings.click_spool, settings.click_salt, telegram=hook
+        )
         tracker = tracker_server(app, *listen)
         click.echo(f"run: tracker on {listen[0]}:{listen[1]}", err=True)
+    bot_task = None
+    if parts is not None:
+        from channels.telegram_bot import run_application
+
+        bot_task = asyncio.create_task(run_application(parts.app, polling=hook is None, stop=stop), name="bot")
+        click.echo(f"run: bot {'by webhook' if hook is not None else 'polling'}", err=True)
     try:
         await runner.serve(stop, tracker)
     finally:
+        stop.set()
+        if bot_task is not None:
+            await asyncio.gather(bot_task, return_exceptions=True)
         await routing.close()
 
 
@@ -977,6 +1031,187 @@ def clicks_reclassify(obj: Context, since: datetime | None) -> None:
     click.echo(f"{checked}; {done.total_changed} changed kind:")
     for (before, after), count in sorted(done.changed.items(), key=lambda change: (-change[1], change[0])):
         click.echo(f"  {before.value} → {after.value}: {count}")
+
+
+@main.group()
+def survey() -> None:
+    """Surveys of businesses' information needs, answered in the bot (surveys/NAME.yaml)."""
+
+
+@survey.command("send")
+@click.argument("name")
+@click.option("--channels", type=NameList(), help="Channels with subscribers [default: every one enabled].")
+@pass_ctx
+def survey_send(obj: Context, name: str, channels: list[str] | None) -> None:
+    """Queue a survey's invitation to every active subscriber, one campaign per language.
+
+    NAME is a file in the surveys/ folder beside schedules.yaml (surveys/NAME.yaml), or a path.
+    """
+    from outreach.broadcast import has_subscribers
+    from outreach.campaigns import CampaignRequest, create_campaign
+    from outreach.db import Access
+    from outreach.models import CampaignKind
+    from outreach.survey import SurveyError, load_definition, store, survey_path
+
+    settings = obj.settings
+    definition = load_definition(survey_path(obj.config_path.parent, name))
+    chosen = channels or [c for c in settings.schedule.channels.enabled() if has_subscribers(settings, c)]
+    if not chosen:
+        raise SurveyError(f"no channel with subscribers is enabled in {settings.config_path} (e.g. telegram_bot)")
+    made = []
+    with obj.store(Access.write) as opened, opened.sessions.begin() as session:
+        stored = store(session, definition)
+        for language in ("vi", "en"):
+            request = CampaignRequest(
+                kind=CampaignKind.survey,
+                channels=tuple(chosen),
+                language=language,
+                survey_id=stored.id,
+                message=definition.title.get(language),
+                title=f"Survey {definition.name}: {definition.title.get(language)}",
+            )
+            campaign = create_campaign(session, settings, obj.renderer(), request, obj.actor)
+            made.append((language, campaign.id, campaign.status.value))
+    for language, campaign_id, status in made:
+        click.echo(f"survey {definition.name} ({language}): campaign {campaign_id}, {status}")
+    if any(status == "draft" for *_, status in made):
+        click.echo("someone else approves each draft: `outreach --as NAME campaign approve ID`")
+
+
+@survey.command("results")
+@click.argument("name")
+@click.option(
+    "--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write every answer here."
+)
+@pass_ctx
+def survey_results(obj: Context, name: str, csv_path: Path | None) -> None:
+    """Counts per option, free-text answers, and (with --csv) one line per answer."""
+    from outreach.db import Access
+    from outreach.survey import results, write_csv
+    from outreach.tables import fitted_table
+
+    with obj.store(Access.read) as store, store.sessions() as session:
+        found = results(session, name)
+    out = console()
+    out.print(f"{found.name}: {found.title.vi} / {found.title.en}; {found.respondents} respondents", markup=False)
+    for each in found.questions:
+        question = each.question
+        table = fitted_table(
+            "answer", "count", wide="answer", right={"count"}, title=f"{question.id}: {question.text.vi}"
+        )
+        for option in question.options:
+            table.add_row(f"{option.vi} / {option.en}", str(each.counts.get(option.id, 0)))
+        for text in each.texts:
+            table.add_row(text, "")
+        table.caption = f"{each.respondents} answered"
+        out.print(table)
+    if csv_path is not None:
+        lines = write_csv(found, csv_path)
+        click.echo(f"wrote {lines} answers to {csv_path}")
+
+
+@main.group(invoke_without_command=True)
+@click.option("--polling", is_flag=True, help="Fetch updates from Telegram (no public address needed).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Webhook mode: the address to listen on.")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535), help="Webhook mode: the port.")
+@click.pass_context
+def bot(ctx: click.Context, polling: bool, host: str, port: int) -> None:
+    """Run the Telegram bot businesses subscribe to (polling, or the webhook in `webhook_url`)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    import asyncio
+
+    from outreach.db import Access
+
+    obj = ctx.find_object(Context)
+    assert obj is not None
+    with obj.store(Access.write) as store:
+        parts = _bot_parts(obj, store, webhook=False if polling else None, required=True)
+        assert parts is not None
+        asyncio.run(_run_bot(obj, store, parts, (host, port)))
+    click.echo("bot: stopped", err=True)
+
+
+@bot.command("set-webhook")
+@click.argument("url", required=False)
+@click.option("--delete", is_flag=True, help="Remove the webhook (back to polling).")
+@pass_ctx
+def bot_set_webhook(obj: Context, url: str | None, delete: bool) -> None:
+    """Tell Telegram where to send updates [default: webhook_url from schedules.yaml]."""
+    import asyncio
+
+    from channels.telegram_bot import register_webhook
+
+    block, token = _bot_block(obj, required=True)
+    assert block is not None
+    assert token is not None
+    target = None if delete else url or block.webhook_url
+    if not delete and target is None:
+        raise click.BadParameter("give the URL, or set channels.telegram_bot.webhook_url", param_hint="URL")
+    said = asyncio.run(register_webhook(block, token, target, obj.settings.secrets))
+    click.echo(said)
+
+
+def _bot_block(obj: Context, required: bool) -> tuple[Any, Any]:
+    """The bot's settings and token; (None, None) when it is not configured (an error when `required`)."""
+    from channels.telegram_bot import NAME, BotSetupError, token_variable
+
+    settings = obj.settings
+    block = settings.schedule.channels.enabled().get(NAME)
+    if block is None:
+        if required:
+            raise BotSetupError(f"no channels.{NAME} block is enabled in {settings.config_path}")
+        return None, None
+    variable = token_variable(block)
+    token = settings.secrets.get(variable)
+    if token is None and required:
+        raise BotSetupError(f"no bot token in {variable}: set it (from @BotFather) in the environment or .env")
+    return block, token
+
+
+def _bot_parts(obj: Context, store: Store, webhook: bool | None, required: bool = False) -> Any:
+    """The bot's Application and (webhook mode) the tracker's hook; None when the bot is not set up."""
+    from channels.telegram_bot import bot_parts
+    from outreach.lifecycle import Actor
+
+    block, token = _bot_block(obj, required)
+    if block is None or token is None:
+        if block is not None:
+            click.echo("bot: no token, so the bot does not answer (messages to subscribers go to the outbox)", err=True)
+        return None
+    return bot_parts(obj.settings, block, token, store, Actor.current(obj.acting_as or "bot"), webhook)
+
+
+async def _run_bot(obj: Context, store: Store, parts: Any, listen: tuple[str, int]) -> None:
+    """The bot alone: polling, or the webhook served on `listen` (with the tracker, so links work too)."""
+    import asyncio
+    import signal
+
+    from channels.telegram_bot import run_application
+    from outreach.serve import tracker_server
+    from outreach.web import create_app
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: loop.call_soon_threadsafe(stop.set))
+    server = None
+    if parts.hook is not None:
+        settings = obj.settings
+        app = create_app(
+            store, settings.schedule.tracker, settings.click_spool, settings.click_salt, telegram=parts.hook
+        )
+        server = tracker_server(app, *listen)
+        click.echo(f"bot: webhook on {listen[0]}:{listen[1]}/telegram/…", err=True)
+    else:
+        click.echo("bot: polling Telegram for updates", err=True)
+    serving = asyncio.create_task(server.serve()) if server is not None else None
+    try:
+        await run_application(parts.app, polling=parts.hook is None, stop=stop)
+    finally:
+        if server is not None and serving is not None:
+            server.should_exit = True
+            await serving
 
 
 @main.command()

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 from pydantic import SecretStr
 
-from channels import facebook, telegram
+from channels import facebook, telegram, telegram_bot
 from channels.outbox import OutboxChannel
 from outreach.channel import Channel, ChannelLimits, ChannelSpec
 from outreach.channel_config import ChannelSettings, Target
 from outreach.config import ConfigError, Settings
+from outreach.dispatch_store import EVERY_TARGET
 from outreach.routing import Route, Routing
 
-SPECS: dict[str, ChannelSpec] = {spec.name: spec for spec in (facebook.SPEC, telegram.SPEC)}
+SPECS: dict[str, ChannelSpec] = {spec.name: spec for spec in (facebook.SPEC, telegram.SPEC, telegram_bot.SPEC)}
 SETTINGS_MODELS: dict[str, type[ChannelSettings]] = {name: spec.settings for name, spec in SPECS.items()}
 LIMITS: dict[str, ChannelLimits] = {name: spec.limits for name, spec in SPECS.items()}
 
@@ -34,6 +35,9 @@ def build_routing(settings: Settings) -> Routing:
     enabled = settings.schedule.channels.enabled()
     for name, configured in enabled.items():
         spec = SPECS[name]
+        if configured.audience == "subscribers":
+            routes[(name, EVERY_TARGET)] = _subscriber_route(name, spec, configured, settings, outbox, transports)
+            continue
         tokens: dict[str, SecretStr] = {}
         reasons: dict[str, str] = {}
         _check_tokens_apart(name, spec, configured.targets, settings)
@@ -59,6 +63,24 @@ def build_routing(settings: Settings) -> Routing:
         rates={name: SPECS[name].rate.overridden(configured.rate) for name, configured in enabled.items()},
         transports=transports,
     )
+
+
+def _subscriber_route(
+    name: str,
+    spec: ChannelSpec,
+    configured: ChannelSettings,
+    settings: Settings,
+    outbox: OutboxChannel,
+    transports: list[Channel],
+) -> Route:
+    """A channel of subscribers has one route for all of them: its bot, or the outbox without a token."""
+    variable = getattr(configured, "token_env", None) or spec.secrets[0]
+    token = settings.secrets.get(variable)
+    if token is None:
+        return Route(name, EVERY_TARGET, outbox, f"no token in {variable}: {outbox.where}", False)
+    platform = spec.build(configured, {EVERY_TARGET: token})
+    transports.append(platform)
+    return Route(name, EVERY_TARGET, platform, f"token in {variable}: {platform.where}", True)
 
 
 def _check_tokens_apart(channel: str, spec: ChannelSpec, targets: list[Target], settings: Settings) -> None:

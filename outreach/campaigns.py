@@ -19,6 +19,7 @@ from sqlalchemy import case, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from outreach.broadcast import has_subscribers, queue_subscribers
 from outreach.config import Settings
 from outreach.lifecycle import (
     OPEN_CAMPAIGNS,
@@ -45,9 +46,10 @@ from outreach.render import CampaignView, DigestEntry, ItemView, PostContext, Re
 from outreach.text import plural
 
 PREVIEW_CODE = "PREVIEWxx"
-DEFAULT_TEMPLATE = {CampaignKind.digest: "digest", CampaignKind.message: "message"}  # items: the channel's
+DEFAULT_TEMPLATE = {CampaignKind.digest: "digest", CampaignKind.message: "message", CampaignKind.survey: "survey"}
 LANGUAGES = ("vi", "en")
 TITLE_LENGTH = 120
+SUBSCRIBERS = "subscribers"  # what a channel of subscribers shows as its target
 
 
 class CampaignError(Exception):
@@ -68,6 +70,8 @@ class CampaignRequest:
     at: datetime | None = None  # not before (aware); default: as soon as approved
     rule: str | None = None  # the rule that asks, if any
     force: bool = False  # announce an item again on a channel it was announced on
+    survey_id: int | None = None  # a survey invitation's survey
+    title: str | None = None  # a survey invitation's title (its survey's, in the campaign's language)
 
 
 @dataclass(frozen=True)
@@ -97,6 +101,15 @@ def create_campaign(
     items = _items(session, request)
     language = _language(request, items)
     chosen = _channels(settings, request.channels, language)
+    if request.kind is CampaignKind.survey:
+        if request.survey_id is None:
+            raise CampaignError("a survey invitation needs its survey")
+        not_for_subscribers = [c for c in chosen if not has_subscribers(settings, c)]
+        if not_for_subscribers:
+            raise CampaignError(
+                f"a survey is answered in the bot: {', '.join(not_for_subscribers)} cannot take one "
+                "(choose a channel with subscribers)"
+            )
     if request.kind is CampaignKind.message:
         if not request.message or not request.url:
             raise CampaignError("a staff message needs its text (--message-file) and a portal page (--url)")
@@ -112,6 +125,7 @@ def create_campaign(
         body=unicodedata.normalize("NFC", request.message.strip()) if request.message else None,
         url=request.url,
         rule=request.rule,
+        survey_id=request.survey_id,
         title=_title(request, items),
         channels=chosen,
         language=language,
@@ -139,7 +153,7 @@ def _by_rule(request: CampaignRequest) -> str:
 
 
 def _items(session: Session, request: CampaignRequest) -> list[Item]:
-    if request.kind is CampaignKind.message:
+    if request.kind in (CampaignKind.message, CampaignKind.survey):
         return []
     if not request.item_ids:
         raise CampaignError("no item given (--item ID or --items ID,ID)")
@@ -190,6 +204,8 @@ def _allowed(settings: Settings, url: str, what: str) -> None:
 
 
 def _title(request: CampaignRequest, items: Sequence[Item]) -> str:
+    if request.title:
+        return unicodedata.normalize("NFC", request.title[:TITLE_LENGTH])
     if request.kind is CampaignKind.message and request.message:
         first = request.message.strip().splitlines()[0]
         return unicodedata.normalize("NFC", first[:TITLE_LENGTH])
@@ -211,14 +227,16 @@ def _refuse_repeat(session: Session, item: Item, channels: list[str]) -> None:
 
 
 def _targets(settings: Settings, language: str, channel: str) -> list[str]:
-    """Targets of a channel that take a language."""
+    """Targets of a channel that take a language; a channel of subscribers has one: all of them."""
     configured = settings.schedule.channels.enabled().get(channel)
     if configured is None:
         return []
+    if configured.audience == "subscribers":
+        return [SUBSCRIBERS]
     return [t.id for t in configured.targets if language in t.languages]
 
 
-def _template(settings: Settings, campaign: Campaign, channel: str) -> str:
+def template_for(settings: Settings, campaign: Campaign, channel: str) -> str:
     if campaign.template:
         return campaign.template
     return DEFAULT_TEMPLATE.get(campaign.kind) or settings.schedule.channels.enabled()[channel].template
@@ -240,7 +258,7 @@ def _items_of(session: Session, campaign: Campaign) -> list[Item]:
     return [found[i] for i in campaign.item_ids if i in found]
 
 
-def _context(
+def context_for(
     settings: Settings, renderer: Renderer, campaign: Campaign, items: Sequence[Item], links: Sequence[str]
 ) -> PostContext:
     """What the templates see; `links` holds one tracked link per item (or one for a message)."""
@@ -259,7 +277,10 @@ def _context(
     )
 
 
-def _destinations(campaign: Campaign, items: Sequence[Item]) -> list[str]:
+def destinations_of(campaign: Campaign, items: Sequence[Item]) -> list[str]:
+    """The portal pages a campaign links to: one per item, a staff message's page, none for a survey."""
+    if campaign.kind is CampaignKind.survey:
+        return []
     return [campaign.url or ""] if campaign.kind is CampaignKind.message else [item.url for item in items]
 
 
@@ -274,13 +295,15 @@ def get_campaign(session: Session, campaign_id: int) -> Campaign:
 def preview_campaign(session: Session, settings: Settings, renderer: Renderer, campaign: Campaign) -> list[Preview]:
     """Each channel's text as it would be queued, with placeholder link codes."""
     items = _items_of(session, campaign)
-    links = [short_url(settings.schedule.tracker.public_url, PREVIEW_CODE)] * len(_destinations(campaign, items))
-    context = _context(settings, renderer, campaign, items, links)
+    links = [short_url(settings.schedule.tracker.public_url, PREVIEW_CODE)] * len(destinations_of(campaign, items)) or [
+        ""
+    ]
+    context = context_for(settings, renderer, campaign, items, links)
     return [
         Preview(
             channel,
             _targets(settings, campaign.language, channel),
-            renderer.render(channel, _template(settings, campaign, channel), context).text,
+            renderer.render(channel, template_for(settings, campaign, channel), context).text,
         )
         for channel in campaign.channels
     ]
@@ -315,40 +338,48 @@ def approve_campaign(
         )
     move_campaign(session, campaign, CampaignStatus.approved, actor, note)
     campaign.approved_by, campaign.approved_as, campaign.approved_at = actor.login, actor.acting_as, utcnow()
-    deliveries = _queue(session, settings, renderer, campaign)
+    deliveries, to_subscribers = _queue(session, settings, renderer, campaign)
     campaign.scheduled_at = campaign.scheduled_at or utcnow()
+    queued = len(deliveries) + to_subscribers
     move_campaign(
-        session,
-        campaign,
-        CampaignStatus.scheduled,
-        actor,
-        plural(len(deliveries), "delivery", "deliveries") + " queued",
+        session, campaign, CampaignStatus.scheduled, actor, plural(queued, "delivery", "deliveries") + " queued"
     )
+    if not queued:  # only subscribers, and none wants it: nothing will ever settle it
+        move_campaign(session, campaign, CampaignStatus.done, actor, "no subscriber takes it")
     return deliveries
 
 
-def _queue(session: Session, settings: Settings, renderer: Renderer, campaign: Campaign) -> list[Delivery]:
-    """One pending delivery (with its own tracked links) per channel target.
+def _queue(session: Session, settings: Settings, renderer: Renderer, campaign: Campaign) -> tuple[list[Delivery], int]:
+    """One pending delivery (with its own tracked links) per channel target, and per subscriber.
 
-    The unique key on (campaign, channel, target) is the final guard against a second copy.
+    Returns the target deliveries and how many went to subscribers (inserted in
+    bulk, see `outreach.broadcast`). The unique key on (campaign, channel,
+    target) is the final guard against a second copy.
     """
     items = _items_of(session, campaign)
     tracker = settings.schedule.tracker
     created: list[Delivery] = []
+    to_subscribers = 0
     for channel in campaign.channels:
+        if has_subscribers(settings, channel):
+            template = template_for(settings, campaign, channel)
+            to_subscribers += queue_subscribers(session, settings, renderer, campaign, channel, items, template)
+            continue
         targets = _targets(settings, campaign.language, channel)
         if not targets:
             raise CampaignError(f"channel {channel} has no target taking language {campaign.language!r}")
         for target in targets:
             links = []
-            for destination in _destinations(campaign, items):
+            for destination in destinations_of(campaign, items):
                 utm = with_utm(destination, channel, tracker.utm_medium, campaign.utm_campaign)
                 _allowed(settings, utm, f"campaign {campaign.id}")
                 links.append(Link(code=new_code(), destination=utm, campaign_id=campaign.id, channel=channel))
             session.add_all(links)
             urls = [short_url(tracker.public_url, link.code) for link in links]
             rendered = renderer.render(
-                channel, _template(settings, campaign, channel), _context(settings, renderer, campaign, items, urls)
+                channel,
+                template_for(settings, campaign, channel),
+                context_for(settings, renderer, campaign, items, urls),
             )
             image = items[0].image_url if rendered.photo and items else None
             delivery = Delivery(
@@ -366,7 +397,7 @@ def _queue(session: Session, settings: Settings, renderer: Renderer, campaign: C
         session.flush()
     except IntegrityError as exc:
         raise CampaignError(f"campaign {campaign.id} was queued concurrently by someone else: {exc.orig}") from None
-    return created
+    return created, to_subscribers
 
 
 def reject_campaign(session: Session, campaign_id: int, actor: Actor, reason: str) -> Campaign:
@@ -473,3 +504,8 @@ def list_campaigns(session: Session, limit: int = 50, status: CampaignStatus | N
     if status is not None:
         query = query.where(Campaign.status == status)
     return list(session.scalars(query))
+
+
+def queued_count(session: Session, campaign_id: int) -> int:
+    """How many deliveries a campaign has, to targets and subscribers alike."""
+    return int(session.scalar(select(func.count()).where(Delivery.campaign_id == campaign_id)) or 0)

@@ -66,6 +66,7 @@ class Sent:
     """The platform's id for what was posted, kept to find or delete it later."""
 
     platform_id: str
+    moved_to: str | None = None  # the chat's new id, when the platform moved it (a group became a supergroup)
 
 
 class Channel(Protocol):
@@ -109,6 +110,16 @@ class ChannelSpec:
     def variable_for(self, target: Target) -> str:
         """The environment variable that holds a target's token: its own, else the platform's."""
         return target.token_env or self.secrets[0]
+
+
+def resendable(channel: Channel) -> bool:
+    """Whether a send of unknown fate may be sent again rather than left to an operator.
+
+    True for idempotent transports, and for one-to-one messages (a bot writing to
+    one subscriber: DESIGN §4): nobody can look into a private chat to settle it,
+    and a rare second copy to one person is better than a missed message.
+    """
+    return channel.idempotent or getattr(channel, "one_to_one", False)
 
 
 class ChannelError(Exception):

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -53,6 +53,9 @@ class RateSettings(Strict):
 class ChannelSettings(Strict):
     """Settings every platform channel has; a platform's spec may add its own."""
 
+    # Who a campaign on the channel reaches: the targets listed here, or the channel's
+    # subscribers (a bot: each chat that subscribed is a target of its own).
+    audience: ClassVar[Literal["targets", "subscribers"]] = "targets"
     enabled: bool = True
     targets: list[Target] = []
     template: str = "post"

@@ -48,6 +48,10 @@ class Labels(Strict):
     vi: str
     en: str
 
+    def get(self, language: str) -> str:
+        """The text in a language; Vietnamese, the portal's own, for any other."""
+        return self.en if language == "en" else self.vi
+
 
 class Topic(Strict):
     """A business section items are filed under; keywords are matched accent-free."""

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from outreach import dispatch_store as db
-from outreach.channel import AuthFailed, Channel, MaybeSent, RecipientGone, Rejected, Transient
+from outreach.channel import AuthFailed, Channel, MaybeSent, RecipientGone, Rejected, Sent, Transient, resendable
 from outreach.config import Settings
 from outreach.db import Store
 from outreach.dispatch_store import EVERY_TARGET, MAX_ATTEMPTS, Claimed, Result, backoff
@@ -96,10 +96,11 @@ class SendReport:
         setattr(self, name, getattr(self, name) + 1)
 
 
-def _result(channel: Channel, error: Exception | None, platform_id: str | None = None) -> Result:
+def _result(channel: Channel, error: Exception | None, sent: Sent | None = None) -> Result:
     """One attempt's outcome in the store's terms (never raises)."""
     if error is None:
-        return Result(DeliveryStatus.sent, platform_id=platform_id)
+        assert sent is not None
+        return Result(DeliveryStatus.sent, platform_id=sent.platform_id, moved_to=sent.moved_to)
     if isinstance(error, Transient):
         scope = EVERY_TARGET if error.whole_channel else "target"
         hold = scope if error.retry_after is not None or error.whole_channel else None
@@ -108,10 +109,10 @@ def _result(channel: Channel, error: Exception | None, platform_id: str | None =
         scope = EVERY_TARGET if error.whole_channel else "target"
         return Result(DeliveryStatus.pending, str(error), hold=scope, token_refused=True)
     if isinstance(error, RecipientGone):
-        return Result(DeliveryStatus.skipped, str(error))
+        return Result(DeliveryStatus.skipped, str(error), gone=True)
     if isinstance(error, Rejected):
         return Result(DeliveryStatus.failed, str(error))
-    status = DeliveryStatus.pending if channel.idempotent else DeliveryStatus.unknown
+    status = DeliveryStatus.pending if resendable(channel) else DeliveryStatus.unknown
     if isinstance(error, MaybeSent):
         return Result(status, str(error))
     return Result(status, f"{type(error).__name__}: {error}")  # an adapter bug: it may have gone out too
@@ -234,10 +235,7 @@ class Dispatcher:
             )
             last_recovery = now
         for channel, target, _ in await asyncio.to_thread(db.due_keys, self.store, now):
-            key = (channel, target)
-            running = self._workers.get(key)
-            if running is None or running.done():
-                self._start(key, until_idle=False)
+            self._start((channel, target), until_idle=False)
         await self._settle()
         return last_recovery
 
@@ -253,11 +251,19 @@ class Dispatcher:
         await asyncio.to_thread(db.settle, self.store, None, self.actor)  # what a killed run left open
 
     def _idempotent(self) -> dict[tuple[str, str], str]:
-        return {(r.channel, r.target): r.transport.name for r in self.routing if r.transport.idempotent}
+        return {(r.channel, r.target): r.transport.name for r in self.routing if resendable(r.transport)}
+
+    def _route(self, key: RouteKey) -> Route | None:
+        """A target's route; a subscriber of a channel of subscribers goes by the channel's one route."""
+        return self.routing.get(*key) or self.routing.get(key[0], EVERY_TARGET)
 
     def _start(self, key: RouteKey, until_idle: bool) -> None:
-        route = self.routing.get(*key)
-        if route is None or self._blocked(key):
+        route = self._route(key)
+        if route is None:
+            return
+        key = (route.channel, route.target)  # one worker for all of a channel's subscribers
+        running = self._workers.get(key)
+        if self._blocked(key) or (running is not None and not running.done()):
             return
         self._workers[key] = asyncio.create_task(self._work(route, until_idle), name=f"dispatch {key}")
 
@@ -373,7 +379,7 @@ class Dispatcher:
             db.claim,
             self.store,
             route.channel,
-            [route.target],
+            None if route.target == EVERY_TARGET else [route.target],
             route.transport.name,
             markup,
             self.clock(),
@@ -389,7 +395,7 @@ class Dispatcher:
         slot.stamp()
         try:
             sent = await route.transport.send(message)
-            result = _result(route.transport, None, sent.platform_id)
+            result = _result(route.transport, None, sent)
         except Exception as exc:
             if not isinstance(exc, Transient | AuthFailed | RecipientGone | Rejected | MaybeSent):
                 log.exception("delivery %s: unexpected error from %s", message.delivery_id, route.transport.name)
@@ -427,7 +433,7 @@ class Dispatcher:
     async def _finish_run(self) -> None:
         await self._settle()
         for key, count in (await asyncio.to_thread(db.pending_counts, self.store)).items():
-            if self.routing.get(*key) is None:
+            if self._route(key) is None:
                 self.report.unroutable[key] = count
 
 

@@ -30,6 +30,7 @@ from outreach.lifecycle import (
     move_each,
 )
 from outreach.models import Campaign, CampaignStatus, ChannelPause, Delivery, DeliveryStatus, Link
+from outreach.subscribers import mark_gone, move_chat
 from outreach.text import scrub
 
 log = logging.getLogger(__name__)
@@ -192,6 +193,8 @@ class Result:
     # Nothing more goes to this target ("target") or channel (EVERY_TARGET) for now.
     hold: str | None = None
     token_refused: bool = False  # the hold is for a refused token: the attempt does not count
+    gone: bool = False  # the recipient blocked us: a subscriber is marked blocked, their other messages skipped
+    moved_to: str | None = None  # the chat's new id (a group became a supergroup): a subscriber follows it
 
 
 def finish(store: Store, delivery_id: int, result: Result, now: datetime, actor: Actor) -> DeliveryStatus:
@@ -206,7 +209,7 @@ def finish_many(store: Store, outcomes: Sequence[tuple[int, Result, datetime]], 
     INSERT for the lot; the rest one by one, as each needs its own decisions.
     """
     with store.sessions.begin() as session:
-        sent = {i: (r, at) for i, r, at in outcomes if r.status is DeliveryStatus.sent}
+        sent = {i: (r, at) for i, r, at in outcomes if r.status is DeliveryStatus.sent and r.moved_to is None}
         done: dict[int, DeliveryStatus] = {}
         if sent:
             found = session.execute(select(Delivery.id, Delivery.campaign_id).where(Delivery.id.in_(sent))).all()
@@ -252,6 +255,10 @@ def _finish_one(session: Session, delivery: Delivery, result: Result, now: datet
     note = scrub(result.error) if result.error else None
     move_delivery(session, delivery, status, actor, note)
     delivery.last_error = note
+    if result.gone:
+        mark_gone(session, delivery.channel, delivery.target, actor)
+    if result.moved_to is not None:
+        move_chat(session, delivery.channel, delivery.target, result.moved_to)
     if status is DeliveryStatus.sent:
         delivery.platform_id, delivery.sent_at = result.platform_id, now
     elif result.token_refused:
@@ -306,7 +313,10 @@ def recover(store: Store, idempotent: dict[tuple[str, str], str], now: datetime,
     with store.sessions.begin() as session:
         stuck = list(session.scalars(select(Delivery).where(Delivery.status == DeliveryStatus.sending, stale)))
         for delivery in stuck:
-            if idempotent.get((delivery.channel, delivery.target)) == delivery.transport:
+            route = idempotent.get((delivery.channel, delivery.target)) or idempotent.get(
+                (delivery.channel, EVERY_TARGET)
+            )
+            if route == delivery.transport:
                 move_delivery(session, delivery, DeliveryStatus.pending, actor, "interrupted; resent (idempotent)")
             else:
                 note = "interrupted while sending: it may have been posted; check the target, then settle it"

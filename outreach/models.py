@@ -172,6 +172,22 @@ class CampaignKind(enum.StrEnum):
     item = "item"
     digest = "digest"
     message = "message"
+    survey = "survey"  # an invitation to answer a survey of information needs
+
+
+class SubscriberStatus(enum.StrEnum):
+    """Whether a subscriber gets messages: `stopped` by their own /stop, `blocked` when they blocked the bot."""
+
+    active = "active"
+    stopped = "stopped"
+    blocked = "blocked"
+
+
+class DeliveryMode(enum.StrEnum):
+    """Each item as it comes, or one message a day listing them."""
+
+    instant = "instant"
+    digest = "digest"
 
 
 class Campaign(Base):
@@ -188,6 +204,7 @@ class Campaign(Base):
     body: Mapped[str | None] = mapped_column(Text)  # a staff message's text
     url: Mapped[str | None] = mapped_column(Text)  # the portal page a staff message links to
     rule: Mapped[str | None] = mapped_column(String(120))  # the rule that made it, if any
+    survey_id: Mapped[int | None] = mapped_column(ForeignKey("surveys.id", ondelete="RESTRICT"))
     title: Mapped[str] = mapped_column(Text)
     channels: Mapped[list[str]] = mapped_column(default=list)
     language: Mapped[str] = mapped_column(String(8))
@@ -219,6 +236,62 @@ class Link(Base):
     campaign_id: Mapped[int | None] = mapped_column(ForeignKey("campaigns.id", ondelete="SET NULL"))
     channel: Mapped[str | None] = mapped_column(String(40))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Whose link it is, when it went to one subscriber: the key to counting businesses reached.
+    subscriber_id: Mapped[int | None] = mapped_column(ForeignKey("subscribers.id", ondelete="SET NULL"), index=True)
+
+
+class Subscriber(Base):
+    """A chat that asked the bot for the portal's news (DESIGN §3).
+
+    `channel` and `chat_id` name the chat on its platform, so a Zalo or web front
+    end could keep its subscribers here too. The tax code is optional; only with
+    `consent` are the chat's clicks counted for the business it names.
+    """
+
+    __tablename__ = "subscribers"
+    __table_args__ = (UniqueConstraint("channel", "chat_id"), Index("ix_subscribers_tax_code", "tax_code"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    channel: Mapped[str] = mapped_column(String(40))
+    chat_id: Mapped[str] = mapped_column(String(64))
+    language: Mapped[str] = mapped_column(String(8), default="vi")
+    topics: Mapped[list[str]] = mapped_column(default=list)
+    mode: Mapped[DeliveryMode] = mapped_column(_enum(DeliveryMode), default=DeliveryMode.instant)
+    status: Mapped[SubscriberStatus] = mapped_column(_enum(SubscriberStatus), default=SubscriberStatus.active)
+    tax_code: Mapped[str | None] = mapped_column(String(14))  # compact: 10 or 13 digits
+    consent: Mapped[bool] = mapped_column(default=False, server_default=false())
+    consent_at: Mapped[datetime | None]
+    # What the chat's next plain-text message answers ("tax_code", "survey:3:q2"), if anything.
+    awaiting: Mapped[str | None] = mapped_column(String(120))
+    digest_until: Mapped[datetime | None]  # items approved before this went out in an earlier digest
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Survey(Base):
+    """A survey of information needs as staff described it (the YAML, checked and stored as sent)."""
+
+    __tablename__ = "surveys"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(120), unique=True)
+    definition: Mapped[dict[str, Any]] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SurveyAnswer(Base):
+    """One subscriber's answer to one question; answering again replaces it."""
+
+    __tablename__ = "survey_answers"
+    __table_args__ = (UniqueConstraint("survey_id", "subscriber_id", "question"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    survey_id: Mapped[int] = mapped_column(ForeignKey("surveys.id", ondelete="CASCADE"))
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"), index=True)
+    question: Mapped[str] = mapped_column(String(60))
+    choices: Mapped[list[str]] = mapped_column(default=list)  # the option ids picked
+    text: Mapped[str | None] = mapped_column(Text)  # a free-text answer
+    answered_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Delivery(Base):

@@ -24,6 +24,7 @@ from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, EVENT_JOB_MI
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import select, text, update
 
+from outreach.broadcast import daily_digest
 from outreach.campaigns import CampaignError, CampaignRequest, create_campaign
 from outreach.config import Digest, Settings
 from outreach.db import Store
@@ -123,6 +124,16 @@ class Runner:
                 return None
             return campaign.id
 
+    async def subscriber_digest(self, channel: str) -> list[int]:
+        """The daily digest of a channel's digest-mode subscribers; the campaigns made (one per language)."""
+        return await asyncio.to_thread(self._subscriber_digest, channel)
+
+    def _subscriber_digest(self, channel: str) -> list[int]:
+        block = self.settings.schedule.channels.enabled()[channel]
+        max_items = int(getattr(block, "digest_max_items", 10))
+        with self.store.sessions() as session, session.begin():
+            return daily_digest(session, self.settings, self.renderer, channel, self.clock(), self.actor, max_items)
+
     async def housekeeping(self) -> None:
         """Nothing left behind: campaigns whose deliveries are all final are closed."""
         await asyncio.to_thread(self._housekeeping)
@@ -204,6 +215,21 @@ class Runner:
                 minute=minute,
                 args=[digest.name],
                 id=f"digest {digest.name}",
+                max_instances=1,
+                **common,
+            )
+        for name, block in self.settings.schedule.channels.enabled().items():
+            if block.audience != "subscribers":
+                continue
+            # A channel of subscribers says when its digest goes (the bot's `digest_at`).
+            hour, minute = (int(part) for part in str(getattr(block, "digest_at", "17:00")).split(":"))
+            scheduler.add_job(
+                self.subscriber_digest,
+                "cron",
+                hour=hour,
+                minute=minute,
+                args=[name],
+                id=f"subscriber digest {name}",
                 max_instances=1,
                 **common,
             )

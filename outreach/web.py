@@ -13,15 +13,19 @@ from __future__ import annotations
 import asyncio
 import functools
 import gc
+import hmac
 import html
+import json
 import logging
 import re
 import secrets
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -45,6 +49,7 @@ from outreach.tracking import Bursts, ClientAddress, network_hash, referrer_host
 log = logging.getLogger(__name__)
 
 _CODE = re.compile(CODE_PATTERN)
+MAX_UPDATE_BYTES = 1_000_000  # an update is a few kilobytes; a bigger body is not Telegram's
 # Sent with every answer: a cached redirect would hide later clicks; the rest is hygiene.
 HEADERS = [
     (b"cache-control", b"no-store"),
@@ -265,6 +270,38 @@ AGENT_INPUT = 1024  # characters of a User-Agent read at all (255 are stored)
 HOPS_INPUT = 512  # characters of a forwarding header read at all
 
 
+@dataclass(frozen=True)
+class TelegramHook:
+    """The bot's webhook on the tracker: its secret path, its secret header value, and where updates go.
+
+    `feed` gets each update's JSON (the Telegram front end queues it for its
+    Application); the core never parses an update itself.
+    """
+
+    path: str
+    secret: str
+    feed: Callable[[dict[str, Any]], Awaitable[None]]
+
+    async def receive(self, request: Request) -> Response:
+        """POST /telegram/{path}: 403 unless both secrets match (constant time); nothing is read before."""
+        given = request.headers.get("x-telegram-bot-api-secret-token", "")
+        path_ok = hmac.compare_digest(request.path_params["path"].encode(), self.path.encode())
+        secret_ok = hmac.compare_digest(given.encode("latin-1", "replace"), self.secret.encode())
+        if not (path_ok and secret_ok) or not given:
+            return Response("forbidden\n", 403, media_type="text/plain")
+        body = await request.body()
+        if len(body) > MAX_UPDATE_BYTES:
+            return Response("too large\n", 413, media_type="text/plain")
+        try:
+            data = json.loads(body)
+        except ValueError:
+            data = None
+        if not isinstance(data, dict) or not isinstance(data.get("update_id"), int):
+            return Response("not a Telegram update\n", 400, media_type="text/plain")
+        await self.feed(data)
+        return Response("ok\n", 200, media_type="text/plain")
+
+
 def create_app(
     store: Store,
     settings: Tracker,
@@ -272,8 +309,12 @@ def create_app(
     salt: bytes | None = None,
     clock: Callable[[], datetime] = utcnow,
     deadline: float = 2.0,
+    telegram: TelegramHook | None = None,
 ) -> ASGIApp:
-    """The tracker app over a store; `salt` keys the visitors' hashes (random if not given)."""
+    """The tracker app over a store; `salt` keys the visitors' hashes (random if not given).
+
+    With `telegram`, it also serves the bot's webhook (DESIGN §6).
+    """
     tracker = ClickTracker(store, settings, spool, salt, clock, deadline)
 
     @asynccontextmanager
@@ -289,6 +330,7 @@ def create_app(
         routes=[
             Route("/healthz", tracker.healthz, methods=methods),
             Route("/metrics", tracker.metrics_page, methods=methods),
+            *([Route("/telegram/{path}", telegram.receive, methods=["POST"])] if telegram else []),
         ],
         exception_handlers={HTTPException: tracker.not_found},
         lifespan=lifespan,

@@ -18,8 +18,11 @@ import yaml
 from click.testing import CliRunner, Result
 
 from cli import main
+from outreach.db import head_revision
 from outreach.packaged import SAMPLES
 from tests.conftest import ROOT, base_config, free_port
+
+HEAD = head_revision()
 
 SAMPLE_VI = (SAMPLES / "portal-vi.rss").as_uri()
 WIDE = {"COLUMNS": "200"}  # tables on one line each, so rows can be read back
@@ -142,8 +145,8 @@ def test_config_check_says_a_token_set_means_the_platform(tmp_path: Path, config
 
 
 def test_whole_pipeline_through_the_cli(run: Run, tmp_path: Path) -> None:
-    assert run("init").output == f"database {tmp_path / 'cli.db'}: schema 0005 (created)\n"
-    assert run("init").output == f"database {tmp_path / 'cli.db'}: schema 0005 (up to date)\n"
+    assert run("init").output == f"database {tmp_path / 'cli.db'}: schema {HEAD} (created)\n"
+    assert run("init").output == f"database {tmp_path / 'cli.db'}: schema {HEAD} (up to date)\n"
     assert table_rows(run("sources", "poll").output) == [["portal", "16", "16", "ok"]]
     assert table_rows(run("sources", "poll").output) == [["portal", "0", "16", "ok"]]
     sources = run("sources", "list").output.splitlines()
@@ -189,7 +192,7 @@ def test_status_names_the_config_and_database_and_counts(run: Run, tmp_path: Pat
     output = run("status").output.splitlines()
     lines = {line[:11].strip(): line[11:] for line in output if line[:11].strip()}
     assert lines["config"] == str(config_file)
-    assert lines["database"] == f"{tmp_path / 'cli.db'} (schema 0005)"
+    assert lines["database"] == f"{tmp_path / 'cli.db'} (schema {HEAD})"
     assert lines["items"].startswith("16 (last poll 20")
     assert lines["campaigns"] == "1: 1 scheduled"
     assert lines["deliveries"] == "1: 1 pending"
@@ -329,7 +332,7 @@ def test_tracker_command_serves_redirects_and_names_its_database(run: Run, tmp_p
         server.terminate()
         _, err = server.communicate(timeout=10)
     assert "OUTREACH_CLICK_SALT is not set" in err
-    assert f"tracker: database {db} (schema 0005)" in err
+    assert f"tracker: database {db} (schema {HEAD})" in err
     assert f"tracker: links https://go.quangngai.gov.vn/r/CODE, served on 127.0.0.1:{port}" in err
 
 

@@ -16,8 +16,11 @@ import yaml
 from click.testing import CliRunner, Result
 
 from cli import main
+from outreach.db import head_revision
 from outreach.packaged import SAMPLES
 from tests.conftest import ROOT, base_config, pg_url, read_only
+
+HEAD = head_revision()
 
 NO_DB = "error: no database at {path}: run `outreach init` (or check --db and --config)\n"
 
@@ -65,11 +68,11 @@ def test_the_default_database_is_beside_the_config_wherever_the_command_runs(
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
     expected = conf.parent / "outreach.db"
-    assert cli("--config", str(conf), "init", expect=0).output == f"database {expected}: schema 0005 (created)\n"
+    assert cli("--config", str(conf), "init", expect=0).output == f"database {expected}: schema {HEAD} (created)\n"
     cli("--config", str(conf), "sources", "poll", expect=0)
     monkeypatch.chdir(tmp_path)
     status = cli("--config", str(conf), "status", expect=0).output
-    assert f"database   {expected} (schema 0005)" in status
+    assert f"database   {expected} (schema {HEAD})" in status
     assert "items      16 " in status
     assert list(elsewhere.iterdir()) == []
     assert not (tmp_path / "outreach.db").exists()
@@ -82,7 +85,7 @@ def test_the_database_url_in_a_dotenv_beside_the_config_is_read_from_there(
     (conf.parent / ".env").write_text("OUTREACH_DATABASE_URL=sqlite:///data/portal.db\n", encoding="utf-8")
     monkeypatch.chdir(tmp_path)
     output = cli("--config", str(conf), "init", expect=0).output
-    assert output == f"database {conf.parent / 'data' / 'portal.db'}: schema 0005 (created)\n"
+    assert output == f"database {conf.parent / 'data' / 'portal.db'}: schema {HEAD} (created)\n"
 
 
 def test_a_relative_db_option_is_read_from_the_current_folder(
@@ -90,7 +93,7 @@ def test_a_relative_db_option_is_read_from_the_current_folder(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     output = cli("--config", str(conf), "--db", "sqlite:///mine.db", "init", expect=0).output
-    assert output == f"database {tmp_path / 'mine.db'}: schema 0005 (created)\n"
+    assert output == f"database {tmp_path / 'mine.db'}: schema {HEAD} (created)\n"
 
 
 @pytest.mark.parametrize(

@@ -10,8 +10,11 @@ import yaml
 from click.testing import CliRunner, Result
 
 from cli import main
+from outreach.db import head_revision
 from outreach.sandbox import GraphEmulator, TelegramEmulator
 from tests.conftest import base_config
+
+HEAD = head_revision()
 
 PAGE_TOKEN = "EAAdoctor0123456789abcdef0123456789abcdef"
 BOT_TOKEN = "7111111111:AAHdoctorTokenForTheEmulatorOnly_xyz"
@@ -52,7 +55,7 @@ def doctor(conf: Path, expect: int) -> list[str]:
 def test_a_healthy_install_passes_with_a_warning_for_the_target_without_token(conf: Path) -> None:
     lines = doctor(conf, expect=0)
     assert lines[0] == f"ok   config: {conf}"
-    assert lines[1] == f"ok   database: {conf.parent / 'outreach.db'} at schema 0005"
+    assert lines[1] == f"ok   database: {conf.parent / 'outreach.db'} at schema {HEAD}"
     assert [line.split(":")[0] for line in lines[2:6]] == [
         "ok   template facebook/post.en.j2",
         "ok   template facebook/post.vi.j2",
