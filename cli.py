@@ -1035,7 +1035,7 @@ def clicks_reclassify(obj: Context, since: datetime | None) -> None:
 
 @main.group()
 def survey() -> None:
-    """Surveys of businesses' information needs, answered in the bot (surveys/NAME.yaml)."""
+    """Surveys of information needs, answered in the bot."""
 
 
 @survey.command("send")
@@ -1116,7 +1116,11 @@ def survey_results(obj: Context, name: str, csv_path: Path | None) -> None:
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535), help="Webhook mode: the port.")
 @click.pass_context
 def bot(ctx: click.Context, polling: bool, host: str, port: int) -> None:
-    """Run the Telegram bot businesses subscribe to (polling, or the webhook in `webhook_url`)."""
+    """Run the Telegram bot that businesses subscribe to.
+
+    By long polling with --polling (or when no webhook_url is set); else it serves
+    the webhook (with the tracker) on --host and --port.
+    """
     if ctx.invoked_subcommand is not None:
         return
     import asyncio

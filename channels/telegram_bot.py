@@ -111,6 +111,11 @@ class TelegramBotChannel(TelegramChannel):
         moved = self._moved.pop(message.target, None)
         return replace(sent, moved_to=str(moved)) if moved is not None else sent
 
+    async def check(self, target: str) -> str:
+        """Whether the bot's token works (getMe): its targets are whoever subscribes."""
+        bot = await self._bot(target)
+        return f"bot @{bot.username} answers; it writes to the chats that subscribed"
+
     def _translate(self, exc: TelegramError, target: str, sending: bool) -> Exception:
         """A chat that blocked the bot, left, or never was: that subscriber is gone, the bot goes on."""
         text = exc.message.lower()
@@ -283,7 +288,11 @@ def update_feeder(app: Application[Any, Any, Any, Any, Any, Any]) -> Callable[[d
 
     async def feed(data: dict[str, Any]) -> None:
         update = Update.de_json(data, app.bot)
-        await app.update_queue.put(update)
+        home = app.bot_data.get("loop")
+        if home is None or home is asyncio.get_running_loop():
+            await app.update_queue.put(update)
+        else:  # the tracker serves in another thread's loop: hand it over to the bot's
+            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(app.update_queue.put(update), home))
 
     return feed
 
@@ -347,6 +356,7 @@ async def run_application(
     app: Application[Any, Any, Any, Any, Any, Any], polling: bool, stop: asyncio.Event, poll_interval: float = 0.0
 ) -> None:
     """Run the bot until `stop`: updates by long polling, or from the webhook's queue."""
+    app.bot_data["loop"] = asyncio.get_running_loop()  # where the webhook hands updates over
     async with app:  # getMe: a wrong token stops here, with Telegram's word for it
         await publish_commands(app)
         await app.start()

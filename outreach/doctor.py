@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from outreach.channel import ChannelError
+from outreach.channel_config import LANGUAGES
 from outreach.config import Settings
 from outreach.db import Access, Store
 from outreach.dberrors import StoreError
@@ -74,7 +75,11 @@ def check_templates(settings: Settings, renderer: Renderer) -> Iterator[Check]:
     """Every enabled channel's template renders, within its limit, in every language it posts in."""
     link = f"{settings.schedule.tracker.public_url}/r/DOCTORxx1"
     for channel, configured in settings.schedule.channels.enabled().items():
-        languages = sorted({language for target in configured.targets for language in target.languages})
+        if configured.audience == "subscribers":  # subscribers choose their language
+            languages = sorted(LANGUAGES)
+            yield check_bot_texts(settings)
+        else:
+            languages = sorted({language for target in configured.targets for language in target.languages})
         for language in languages:
             name = f"{channel}/{configured.template}.{language}.j2"
             context = PostContext(
@@ -96,12 +101,24 @@ def check_templates(settings: Settings, renderer: Renderer) -> Iterator[Check]:
             yield Check(Verdict.ok, f"template {name}", f"renders {len(rendered.text)} characters{photo}")
 
 
+def check_bot_texts(settings: Settings) -> Check:
+    """Every reply and button label of the bot compiles, in both languages."""
+    from outreach.bot_texts import BotTextError, BotTexts
+    from outreach.conversation import TEMPLATES
+
+    try:
+        BotTexts(settings.templates_dir).check(TEMPLATES)
+    except BotTextError as exc:
+        return Check(Verdict.fail, "bot texts", str(exc))
+    return Check(Verdict.ok, "bot texts", f"{len(TEMPLATES)} replies and the button labels, in vi and en")
+
+
 async def check_routes(routing: Routing) -> list[Check]:
     """For each target, whether its transport takes posts (the platform checks the token); then close."""
     found: list[Check] = []
     try:
         for route in routing:
-            what = f"{route.channel} → {route.target}"
+            what = f"{route.channel} → {route.label}"
             try:
                 detail = await route.transport.check(route.target)
             except ChannelError as exc:

@@ -26,8 +26,13 @@ class Route:
     why: str  # e.g. "token in OUTREACH_FACEBOOK_PAGE_TOKEN" or "no token in ...: written to the outbox"
     to_platform: bool = False  # True when messages reach the platform itself, not the outbox standing in
 
+    @property
+    def label(self) -> str:
+        """The target as people read it; a channel of subscribers has one route for all of them."""
+        return "subscribers" if self.target == "*" else self.target
+
     def __str__(self) -> str:
-        return f"{self.channel} → {self.target}: via {self.transport.name} ({self.why})"
+        return f"{self.channel} → {self.label}: via {self.transport.name} ({self.why})"
 
 
 @dataclass

@@ -98,7 +98,7 @@ def test_create_campaign_makes_a_draft_on_all_enabled_channels(
     with store.sessions() as session:
         campaign = session.get_one(Campaign, campaign_id)
         assert campaign.status == CampaignStatus.draft
-        assert campaign.channels == ["facebook", "telegram_channel"]
+        assert campaign.channels == ["facebook", "telegram_channel", "telegram_bot"]
         assert campaign.language == "vi"
         assert campaign.title == "Hướng dẫn hoàn thuế giá trị gia tăng cho doanh nghiệp"
         assert campaign.created_by == "tester"
@@ -122,7 +122,8 @@ def test_create_campaign_on_a_channel_not_enabled(
     settings = ingest(store, make_settings, feed_server, channels=channels)
     with store.sessions() as session:
         with pytest.raises(
-            CampaignError, match=r"channel\(s\) telegram_channel not enabled in .*schedules\.yaml \(enabled: facebook\)"
+            CampaignError,
+            match=r"channel\(s\) telegram_channel not enabled in .*schedules\.yaml \(enabled: facebook, telegram_bot\)",
         ):
             create(session, settings, item_id(store, "vi-1"), ["facebook", "telegram_channel"])
         with pytest.raises(CampaignError, match="zalo"):
@@ -311,8 +312,10 @@ def test_preview_renders_each_channel_with_a_placeholder_link(
     assert [(p.channel, p.targets) for p in previews] == [
         ("facebook", ["quangngai.gov.vn"]),
         ("telegram_channel", ["@quangngai_doanhnghiep"]),
+        ("telegram_bot", ["subscribers"]),
     ]
-    facebook, telegram = previews
+    facebook, telegram, bot = previews
+    assert f'<a href="{placeholder}">' in bot.text
     assert f"👉 Xem chi tiết: {placeholder}" in facebook.text
     assert f'<a href="{placeholder}">' in telegram.text
     assert "<b>Hướng dẫn hoàn thuế giá trị gia tăng cho doanh nghiệp</b>" in telegram.text

@@ -129,6 +129,7 @@ def test_config_check_names_each_targets_transport_and_why(run: Run, tmp_path: P
         f"  facebook → quangngai.gov.vn: via outbox (no token in OUTREACH_FACEBOOK_PAGE_TOKEN: files under {outbox})",
         f"  telegram_channel → @quangngai_doanhnghiep: via outbox (no token in OUTREACH_TELEGRAM_TOKEN: files under {outbox})",
         f"  telegram_channel → @quangngai_investors: via outbox (no token in OUTREACH_TELEGRAM_TOKEN: files under {outbox})",
+        f"  telegram_bot → subscribers: via outbox (no token in OUTREACH_TELEGRAM_TOKEN: files under {outbox})",
         "  approval: someone other than the creator approves",
     ]
 
@@ -174,7 +175,7 @@ def test_whole_pipeline_through_the_cli(run: Run, tmp_path: Path) -> None:
     assert header["channel"] == "facebook"
     assert header["campaign"] == 1
     assert "utm_source=facebook" in header["link"]["destination"]
-    [campaign_row] = table_rows(run("campaign", "list").output)
+    campaign_row = table_rows(run("campaign", "list").output)[0]  # a long title may wrap
     assert campaign_row[:2] == ["1", "done"]
     report = table_rows(run("report").output)
     assert report[:3] == [

@@ -44,7 +44,7 @@ def test_repository_config_is_valid() -> None:
     schedule = load_schedule(ROOT / "schedules.yaml", SETTINGS_MODELS)
     assert schedule.timezone == "Asia/Ho_Chi_Minh"
     assert {t.id for t in schedule.topics} >= {"tax", "investment", "procurement", "planning-land", "procedures"}
-    assert set(schedule.channels.enabled()) == {"facebook", "telegram_channel"}
+    assert set(schedule.channels.enabled()) == {"facebook", "telegram_channel", "telegram_bot"}
 
 
 def test_minimal_config_fills_defaults_and_normalises(tmp_path: Path) -> None:
@@ -225,7 +225,7 @@ def test_each_channel_block_is_checked_by_its_platforms_model_with_lines(tmp_pat
     assert caught.value.problems == [
         f"{path}:17: channels.facebook.targets[0].token_env: String should match pattern '^[A-Za-z_][A-Za-z0-9_]*$'",
         f"{path}:15: channels.facebook.graph_version: Input should be a valid string",
-        f"{path}:18: channels.zalo: unknown channel 'zalo' (known: facebook, telegram_channel, outbox)",
+        f"{path}:18: channels.zalo: unknown channel 'zalo' (known: facebook, telegram_bot, telegram_channel, outbox)",
     ]
 
 

@@ -36,6 +36,7 @@ def conf(tmp_path: Path, platforms: tuple[GraphEmulator, TelegramEmulator]) -> P
     data["sources"] = []
     data["channels"]["facebook"]["graph_url"] = graph.url
     data["channels"]["telegram_channel"]["api_url"] = telegram.url
+    data["channels"]["telegram_bot"]["api_url"] = telegram.url
     data["channels"]["telegram_channel"]["targets"][1]["token_env"] = "OUTREACH_TELEGRAM_TOKEN_INVESTORS"
     path = tmp_path / "schedules.yaml"
     path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
@@ -52,29 +53,41 @@ def doctor(conf: Path, expect: int) -> list[str]:
     return result.output.splitlines()
 
 
+def telegram_url(conf: Path) -> str:
+    return str(yaml.safe_load(conf.read_text(encoding="utf-8"))["channels"]["telegram_bot"]["api_url"])
+
+
 def test_a_healthy_install_passes_with_a_warning_for_the_target_without_token(conf: Path) -> None:
     lines = doctor(conf, expect=0)
     assert lines[0] == f"ok   config: {conf}"
     assert lines[1] == f"ok   database: {conf.parent / 'outreach.db'} at schema {HEAD}"
-    assert [line.split(":")[0] for line in lines[2:6]] == [
+    assert [line.split(":")[0] for line in lines[2:9]] == [
         "ok   template facebook/post.en.j2",
         "ok   template facebook/post.vi.j2",
         "ok   template telegram_channel/post.en.j2",
         "ok   template telegram_channel/post.vi.j2",
+        "ok   bot texts",
+        "ok   template telegram_bot/post.en.j2",
+        "ok   template telegram_bot/post.vi.j2",
     ]
-    assert lines[6].startswith(
+    routes = lines[9:]
+    assert routes[0].startswith(
         "ok   facebook → quangngai.gov.vn: Page 'Cổng thông tin điện tử tỉnh Quảng Ngãi' (quangngai.gov.vn) "
         "with Graph API v23.0 (token in OUTREACH_FACEBOOK_PAGE_TOKEN"
     )
-    assert lines[7].startswith(
+    assert routes[1].startswith(
         "ok   telegram_channel → @quangngai_doanhnghiep: bot @quangngai_outreach_bot may post in channel "
         "Doanh nghiệp Quảng Ngãi (token in OUTREACH_TELEGRAM_TOKEN"
     )
-    assert lines[8] == (
+    assert routes[2] == (
         "warn telegram_channel → @quangngai_investors: no token in OUTREACH_TELEGRAM_TOKEN_INVESTORS: "
         f"files under {conf.parent / 'outbox'}"
     )
-    assert len(lines) == 9
+    assert routes[3] == (
+        "ok   telegram_bot → subscribers: bot @quangngai_outreach_bot answers; it writes to the chats that "
+        f"subscribed (token in OUTREACH_TELEGRAM_TOKEN: Bot API at {telegram_url(conf)}, to subscribers)"
+    )
+    assert len(routes) == 4
 
 
 def test_a_refused_token_a_broken_template_and_a_missing_database_fail(
@@ -100,7 +113,8 @@ def test_a_refused_token_a_broken_template_and_a_missing_database_fail(
     assert failures[2].startswith("FAIL facebook → quangngai.gov.vn: Facebook error 190: Error validating access token")
     assert "and set the new token in OUTREACH_FACEBOOK_PAGE_TOKEN" in failures[2]
     assert failures[3].startswith("FAIL telegram_channel → @quangngai_doanhnghiep: Telegram refused the bot token")
-    assert len(failures) == 4
+    assert failures[4].startswith("FAIL telegram_bot → subscribers: Telegram refused the bot token")
+    assert len(failures) == 5
 
 
 def test_a_broken_config_is_one_failing_line(tmp_path: Path) -> None:

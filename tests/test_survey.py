@@ -84,9 +84,7 @@ def _conversation(store: Store, folder: Path) -> Conversation:
     from channels import SETTINGS_MODELS
     from outreach.config import load_settings
 
-    settings = load_settings(
-        folder / "schedules.yaml", store.url, None, env={}, channel_models=SETTINGS_MODELS
-    )
+    settings = load_settings(folder / "schedules.yaml", store.url, None, env={}, channel_models=SETTINGS_MODELS)
     return Conversation(store.sessions, settings, BotTexts())
 
 
@@ -139,7 +137,11 @@ def test_a_survey_is_sent_answered_in_the_bot_and_summarised(run: Callable[..., 
     out = folder / "answers.csv"
     results = run("survey", "results", "needs-2026", "--csv", str(out))
     assert "2 respondents" in results.output
-    rows = {line.split("│")[1].strip(): line.split("│")[2].strip() for line in results.output.splitlines() if line.startswith("│")}
+    rows = {
+        line.split("│")[1].strip(): line.split("│")[2].strip()
+        for line in results.output.splitlines()
+        if line.startswith("│")
+    }
     assert rows["10 đến 100 / 10 to 100"] == "2"
     assert rows["Dưới 10 / Under 10"] == "0"
     assert rows["Thuế / Tax"] == "1"
@@ -149,7 +151,7 @@ def test_a_survey_is_sent_answered_in_the_bot_and_summarised(run: Callable[..., 
     assert len(exported) == 4
     assert {row["choices"] for row in exported if row["question"] == "needs"} == {"tax;land"}
     assert "respondent" in exported[0]
-    assert not any("11" == row["respondent"] for row in exported)  # numbered, never the chat
+    assert not any(row["respondent"] == "11" for row in exported)  # numbered, never the chat
 
 
 def test_a_broken_survey_file_says_where(run: Callable[..., Result], folder: Path) -> None:
