@@ -30,9 +30,9 @@ from telegram.error import (
     TelegramError,
     TimedOut,
 )
-from telegram.request import HTTPXRequest
 from telegram.warnings import PTBDeprecationWarning
 
+from channels.telegram_request import NEVER_SENT, AiohttpRequest
 from outreach.channel import (
     AuthFailed,
     ChannelLimits,
@@ -56,7 +56,8 @@ MAX_INLINE_WAIT = 60.0  # seconds a text may wait, in process, for its photo's f
 # Bad requests that are about the target or the bot's rights, not about the message.
 TARGET_PROBLEMS = ("chat not found", "not enough rights", "need administrator rights", "have no rights")
 # Loggers that see request URLs (httpx at INFO, PTB's Bot at DEBUG): the token is hidden there.
-URL_LOGGERS = ("httpx", "telegram.Bot", "telegram.ext")
+URL_LOGGERS = ("httpx", "aiohttp.client", "telegram.Bot", "telegram.ext")
+CONNECTIONS = 32  # open at once per bot: enough for a broadcast's sends in flight
 
 
 class TelegramSettings(ChannelSettings):
@@ -102,8 +103,8 @@ class TelegramChannel:
         for target, secret in tokens.items():
             token = secret.get_secret_value()
             if token not in self._bots:
-                request = HTTPXRequest(
-                    connection_pool_size=8,
+                request = AiohttpRequest(
+                    connections=CONNECTIONS,
                     read_timeout=timeout,
                     write_timeout=timeout,
                     connect_timeout=min(timeout, 10.0),
@@ -114,7 +115,7 @@ class TelegramChannel:
                     base_url=f"{settings.api_url.rstrip('/')}/bot",
                     base_file_url=f"{settings.api_url.rstrip('/')}/file/bot",
                     request=request,
-                    get_updates_request=HTTPXRequest(connection_pool_size=1),
+                    get_updates_request=AiohttpRequest(connections=1),
                 )
             self._bot_of[target] = self._bots[token]
 
@@ -247,7 +248,7 @@ class TelegramChannel:
                 return AuthFailed(f"Telegram: {exc.message} (check the target {target} and the bot's rights there)")
             return Rejected(f"Telegram: {exc.message}")
         cause = exc.__cause__
-        never_left = isinstance(cause, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
+        never_left = isinstance(cause, (*NEVER_SENT, httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
         if never_left or not sending:
             return Transient(f"Telegram unreachable: {exc.message}", whole_channel=never_left)
         if isinstance(exc, TimedOut | NetworkError):

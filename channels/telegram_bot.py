@@ -34,9 +34,9 @@ from telegram import (
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, Forbidden, TelegramError
 from telegram.ext import Application, ApplicationBuilder, CallbackQueryHandler, ContextTypes, MessageHandler, filters
-from telegram.request import HTTPXRequest
 
 from channels.telegram import MAX_CAPTION, MAX_TEXT, TOKEN_ENV, TelegramChannel, TelegramSettings
+from channels.telegram_request import AiohttpRequest
 from outreach.bot_texts import BotTexts
 from outreach.channel import (
     ChannelLimits,
@@ -255,8 +255,8 @@ def application(
         .token(secret)
         .base_url(f"{base}/bot")
         .base_file_url(f"{base}/file/bot")
-        .request(HTTPXRequest(connection_pool_size=16, read_timeout=timeout, write_timeout=timeout))
-        .get_updates_request(HTTPXRequest(connection_pool_size=2, read_timeout=timeout + 30))
+        .request(AiohttpRequest(connections=16, read_timeout=timeout, write_timeout=timeout))
+        .get_updates_request(AiohttpRequest(connections=2, read_timeout=timeout))
         .concurrent_updates(32)  # chats are independent; each event is one short transaction
     )
     if webhook:

@@ -15,7 +15,10 @@ from outreach.models import Subscriber
         ("0314409058-002", "0314409058002"),
         (" 0314409058 002 ", "0314409058002"),
         ("0314409058.002", "0314409058002"),
-        ("".join(chr(0xFF10 + int(d)) for d in "0100233488"), "0100233488"),  # full-width digits, as some phone keyboards type them
+        (
+            "".join(chr(0xFF10 + int(d)) for d in "0100233488"),
+            "0100233488",
+        ),  # full-width digits, as some phone keyboards type them
     ],
 )
 def test_valid_codes_are_kept_compact(given: str, compact: str) -> None:

@@ -420,7 +420,7 @@ def test_the_token_never_reaches_logs_errors_or_the_database(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    caplog.set_level(logging.DEBUG, logger="httpx")  # the CLI quiets it; here it must speak, token hidden
+    caplog.set_level(logging.DEBUG, logger="telegram")  # PTB logs request URLs at DEBUG: token hidden
     settings = _settings(make_settings, emulator.url, {"per_target_per_second": 100, "per_target_burst": 10})
     _queue(sqlite_store, 3)
     emulator.faults.add(Fault("not_json"), method="sendMessage")
@@ -434,8 +434,8 @@ def test_the_token_never_reaches_logs_errors_or_the_database(
     assert (first.sent, first.retrying, first.unknown) == (0, 1, 1)
     assert list(second.paused) == [("telegram_channel", "*")]
     assert TOKEN.split(":")[1] not in caplog.text
-    assert "HTTP Request: POST" in caplog.text  # httpx did log its requests, with the token hidden
-    assert "/bot***/sendMessage" in caplog.text
+    assert "Set Bot API URL: http://" in caplog.text  # PTB logs the URL with the token in it: hidden
+    assert "/bot***" in caplog.text
     assert TOKEN not in " ".join(second.paused.values())
     with sqlite_store.sessions() as session:
         errors = [d.last_error or "" for d in session.scalars(select(Delivery))]
