@@ -1256,8 +1256,19 @@ def demo(obj: Context, folder: Path | None) -> None:
         prepared = prepare_folder(folder)
     except DemoFolderError as exc:
         raise click.BadParameter(str(exc), param_hint="'--dir'") from None
-    wiring = Wiring(limits=LIMITS, connect=build_routing, token_variable=variable_for)
+    wiring = Wiring(limits=LIMITS, connect=build_routing, token_variable=variable_for, run_bot=_demo_bot)
     run_demo(settings, wiring, console(), *prepared, keep=folder is not None)
+
+
+def _demo_bot(settings: Settings, store: Store) -> Any:
+    """The demo's bot: the real Application, polling the emulated Telegram, in a thread of its own."""
+    from channels.telegram_bot import NAME, bot_parts, running_in_thread, token_variable
+    from outreach.lifecycle import Actor
+
+    block = settings.schedule.channels.enabled()[NAME]
+    token = settings.secrets.get(token_variable(block))
+    assert token is not None, "the emulated platforms give the bot a token"
+    return running_in_thread(bot_parts(settings, block, token, store, Actor("demo"), webhook=False))
 
 
 if __name__ == "__main__":

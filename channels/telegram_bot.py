@@ -16,9 +16,12 @@ Every word the bot says comes from `templates/bot/`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
-from collections.abc import Awaitable, Callable, Mapping
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar, Literal
 
@@ -395,3 +398,39 @@ async def register_webhook(block: ChannelSettings, token: SecretStr, url: str | 
     if not info.url:
         return f"no webhook: the bot polls (`outreach bot --polling`); {info.pending_update_count} updates waiting"
     return f"webhook set to {info.url}; {info.pending_update_count} updates waiting"
+
+
+@contextlib.contextmanager
+def running_in_thread(parts: BotParts, polling: bool = True, start_within: float = 10.0) -> Iterator[None]:
+    """Run the bot in a thread (and event loop) of its own while the block runs: the demo's and the tests' way."""
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+    failure: list[BaseException] = []
+
+    def main() -> None:
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(run_application(parts.app, polling=polling, stop=stop))
+        except BaseException as exc:
+            failure.append(exc)
+        finally:
+            loop.run_until_complete(loop.shutdown_default_executor())
+            loop.close()
+
+    thread = threading.Thread(target=main, name="telegram bot", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + start_within
+    while not parts.app.running and not failure and thread.is_alive():
+        if time.monotonic() > deadline:
+            raise BotSetupError(f"the bot did not start within {start_within:g} s")
+        time.sleep(0.01)
+    try:
+        if failure:
+            raise failure[0]
+        yield
+    finally:
+        if not loop.is_closed():
+            loop.call_soon_threadsafe(stop.set)
+        thread.join(30)
+        if failure and thread is not None:
+            raise failure[0]

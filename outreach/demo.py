@@ -14,6 +14,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from rich.panel import Panel
 from sqlalchemy import select
 
 from outreach import config
-from outreach.campaigns import CampaignRequest, approve_campaign, create_campaign
+from outreach.campaigns import CampaignRequest, approve_campaign, create_campaign, queued_count
 from outreach.channel import ChannelLimits
 from outreach.channel_config import OutboxSettings
 from outreach.db import Access, Store
@@ -38,6 +39,8 @@ from outreach.report_view import print_report
 from outreach.reports import build_report
 from outreach.routing import Routing
 from outreach.sandbox.platforms import EmulatedPlatforms, TokenVariable
+from outreach.sandbox.telegram import TelegramMessage, html_text
+from outreach.sandbox.telegram_user import ChatUser
 from outreach.serve import BackgroundServer
 from outreach.tables import fitted_table
 from outreach.text import plural
@@ -51,6 +54,9 @@ MARKER = ".outreach-demo"
 STALE_AFTER = 60.0  # seconds; a whole demo takes a few
 CREATOR = Actor("demo", "Nguyễn Thị Lan")  # communications staff
 APPROVER = Actor("demo", "Trần Văn Minh")  # the office's deputy head
+SUBSCRIBER_ID, SUBSCRIBER_NAME = 555_010_101, "Chị Hoa, kế toán Công ty TNHH Dung Quất"  # a business, on the bot
+SUBSCRIBED = ("Thuế", "Đầu tư", "Thủ tục hành chính")  # the topics she taps
+TAX_CODE = "0100233488"
 
 
 def demo_settings(settings: config.Settings, folder: Path, tracker_url: str) -> config.Settings:
@@ -151,6 +157,8 @@ class Wiring:
     limits: Mapping[str, ChannelLimits]  # each platform's, for rendering
     connect: Callable[[config.Settings], Routing]  # each target's transport
     token_variable: TokenVariable  # where each target's token is read from
+    # Runs the bot (its real Application) while the block runs; None: no bot in this install.
+    run_bot: Callable[[config.Settings, Store], AbstractContextManager[None]] | None = None
 
 
 def run_demo(
@@ -181,6 +189,7 @@ def run_demo(
         ):
             local = platforms.point(demo_settings(settings, folder, server.url), wiring.token_variable)
             _ingest(store, local, out)
+            _subscribe(store, local, wiring, platforms, out)
             _campaigns(store, local, wiring, out)
             _deliver(store, local, wiring.connect(local), platforms, out)
             _click(store, local, out, server.url)
@@ -213,27 +222,50 @@ def _ingest(store: Store, settings: config.Settings, out: Console) -> None:
     out.print(f"  polled again: {sum(r.new for r in again)} new (duplicates are recognised)")
 
 
+def _subscribe(
+    store: Store, settings: config.Settings, wiring: Wiring, platforms: EmulatedPlatforms, out: Console
+) -> None:
+    """A scripted business talks to the real bot through the emulator: subscribes, registers, searches."""
+    enabled = settings.schedule.channels.enabled()
+    if wiring.run_bot is None or not any(block.audience == "subscribers" for block in enabled.values()):
+        return
+    out.rule("2. a business subscribes to the Telegram bot (a scripted user, the real bot, the emulated Telegram)")
+    user = ChatUser(platforms.telegram, SUBSCRIBER_ID, "vi")
+    said: list[tuple[str, TelegramMessage]] = []
+    with wiring.run_bot(settings, store):
+        said.append(("/start", welcome := user.says("/start")))
+        topics = user.tap(welcome, "Tiếng Việt")
+        said.append(("🇻🇳 Tiếng Việt", topics))
+        for label in SUBSCRIBED:
+            topics = user.tap(topics, label)
+        said.append((f"✅ {', '.join(SUBSCRIBED)}, Xong", user.tap(topics, "Xong")))
+        user.says("/business")
+        said.append((TAX_CODE, consent := user.says(TAX_CODE)))
+        said.append(("Đồng ý", user.tap(consent, "Đồng ý")))
+        said.append(("/search hoa don dien tu", user.says("/search hoa don dien tu")))
+    for words, answer in said:
+        out.print(Panel(html_text(answer.text or ""), title=f"{SUBSCRIBER_NAME}: {words}", expand=False), markup=False)
+
+
 def _campaigns(store: Store, settings: config.Settings, wiring: Wiring, out: Console) -> None:
-    out.rule("2. campaigns: one per business topic, plus English news for investors")
+    out.rule("3. campaigns: one per business topic, plus English news for investors")
     out.print(f"  created by {CREATOR.name}, approved by {APPROVER.name} (two people, as schedules.yaml requires)")
     renderer = Renderer(settings.schedule, wiring.limits, settings.templates_dir)
     table = fitted_table("id", "lang", "topics", "posts", "title", wide="title", wrap={"topics"}, right={"id", "posts"})
     for item in pick_items(store, {"vi": 5, "en": 2}):
         with store.sessions.begin() as session:
             made = create_campaign(session, settings, renderer, CampaignRequest(item_ids=(item.id,)), CREATOR)
-            deliveries = (
+            if made.status is CampaignStatus.draft:
                 approve_campaign(session, settings, renderer, made.id, APPROVER)
-                if made.status is CampaignStatus.draft
-                else session.scalars(select(Delivery).where(Delivery.campaign_id == made.id)).all()
-            )
-            table.add_row(str(made.id), item.language, ", ".join(item.topics), str(len(deliveries)), item.title)
+            posts = queued_count(session, made.id)
+            table.add_row(str(made.id), item.language, ", ".join(item.topics), str(posts), item.title)
     out.print(table)
 
 
 def _deliver(
     store: Store, settings: config.Settings, routing: Routing, platforms: EmulatedPlatforms, out: Console
 ) -> None:
-    out.rule("3. deliver: Facebook and Telegram through their emulators, one target to the outbox")
+    out.rule("4. deliver: Facebook, the Telegram channel and the bot through the emulators, one target to the outbox")
     for route in routing:
         out.print(f"  {route}", soft_wrap=True, markup=False)
     report = asyncio.run(send_once(store, routing, plan=plan_for(settings)))
@@ -248,7 +280,7 @@ def _deliver(
 
 
 def _click(store: Store, settings: config.Settings, out: Console, base_url: str) -> None:
-    out.rule("4. people tap the links (and a chat app fetches a preview)")
+    out.rule("5. people tap the links (and a chat app fetches a preview)")
     with store.sessions() as session:
         deliveries = list(session.scalars(select(Delivery).order_by(Delivery.id)))
     with httpx.Client(follow_redirects=False, timeout=10) as client:

@@ -53,4 +53,22 @@ def print_report(out: Console, report: Report) -> None:
         title = report.campaign_titles.get(campaign_id, "")
         by_campaign.add_row(str(campaign_id), title, *_cells(counts, columns))
     out.print(by_campaign)
+    if report.businesses:
+        _businesses(out, report)
     out.print(LEGEND, style="dim")
+
+
+def _businesses(out: Console, report: Report) -> None:
+    """Businesses registered in the bot with consent; left out when there are none."""
+    from outreach.business import display
+
+    table = fitted_table(
+        "tax code", "chats", "clicks", right=("chats", "clicks"), title="Businesses (bot, with consent)"
+    )
+    for business in report.businesses:
+        table.add_row(display(business.tax_code), str(business.chats), str(business.visits))
+    out.print(table)
+    out.print(
+        f"{report.businesses_reached} of {len(report.businesses)} registered businesses came to the portal "
+        "through their links (the office's own measure, not VCCI's survey)."
+    )

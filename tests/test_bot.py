@@ -8,10 +8,8 @@ emulator, whose records show what the user saw.
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,7 +17,7 @@ import httpx
 import pytest
 from sqlalchemy import MetaData, String, Text, func, or_, select, text
 
-from channels.telegram_bot import BotParts, bot_parts, run_application
+from channels.telegram_bot import bot_parts, running_in_thread
 from outreach.config import Settings
 from outreach.db import Store
 from outreach.lifecycle import Actor
@@ -37,7 +35,7 @@ from outreach.models import (
     SurveyAnswer,
 )
 from outreach.sandbox import TelegramEmulator
-from outreach.sandbox.telegram import TelegramMessage
+from outreach.sandbox.telegram_user import ChatUser
 from outreach.serve import BackgroundServer
 from outreach.web import create_app
 
@@ -103,85 +101,6 @@ def add_items(store: Store) -> dict[str, int]:
         return ids
 
 
-@contextmanager
-def running(parts: BotParts, polling: bool = True) -> Iterator[None]:
-    """The Application in a thread of its own, until the block ends."""
-    loop = asyncio.new_event_loop()
-    stop = asyncio.Event()
-    failure: list[BaseException] = []
-
-    def main() -> None:
-        asyncio.set_event_loop(loop)
-        try:
-            loop.run_until_complete(run_application(parts.app, polling=polling, stop=stop))
-        except BaseException as exc:
-            failure.append(exc)
-        finally:
-            loop.run_until_complete(loop.shutdown_default_executor())
-            loop.close()
-
-    thread = threading.Thread(target=main, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not parts.app.running and not failure:
-        assert time.monotonic() < deadline, "the bot did not start"
-        time.sleep(0.01)
-    try:
-        yield
-    finally:
-        loop.call_soon_threadsafe(stop.set)
-        thread.join(20)
-        assert not thread.is_alive()
-        if failure:
-            raise failure[0]
-
-
-class User:
-    """A person in a private chat with the bot, as the emulator lets a test be one."""
-
-    def __init__(self, emulator: TelegramEmulator, user_id: int, language: str = "vi") -> None:
-        self.emulator, self.id, self.language = emulator, user_id, language
-
-    def _latest(self) -> list[TelegramMessage]:
-        try:
-            return self.emulator.posts(self.id)
-        except KeyError:
-            return []
-
-    def says(self, words: str) -> TelegramMessage:
-        """Write to the bot; the bot's newest message after it answered."""
-        before = len(self._latest())
-        self.emulator.user_sends(self.id, words, language_code=self.language)
-        return self._wait(lambda: len(self._latest()) > before)
-
-    def taps(self, message: TelegramMessage, data: str) -> TelegramMessage:
-        """Tap a button (its data as given, so it can be forged); the bot's newest message after it."""
-        answered = len(self.emulator.callback_answers)
-        self.emulator.user_taps(self.id, message.message_id, data)
-        self._wait(lambda: len(self.emulator.callback_answers) > answered)
-        time.sleep(0.15)  # an edit or a new message follows the answer
-        return self._latest()[-1]
-
-    def button(self, message: TelegramMessage, label_part: str) -> str:
-        """The data of the button whose label holds `label_part`."""
-        for row in (message.reply_markup or {}).get("inline_keyboard", []):
-            for button in row:
-                if label_part in button["text"]:
-                    return str(button["callback_data"])
-        raise AssertionError(f"no button {label_part!r} in {message.reply_markup}")
-
-    def labels(self, message: TelegramMessage) -> list[str]:
-        return [b["text"] for row in (message.reply_markup or {}).get("inline_keyboard", []) for b in row]
-
-    def _wait(self, condition: Callable[[], bool]) -> TelegramMessage:
-        deadline = time.monotonic() + 10
-        while not condition():
-            assert time.monotonic() < deadline, f"the bot did not answer; it last said {self._latest()[-1:]}"
-            time.sleep(0.01)
-        time.sleep(0.05)  # a second message of the same answer
-        return self._latest()[-1]
-
-
 def subscriber(store: Store, chat: int) -> Subscriber | None:
     with store.sessions() as session:
         return session.scalar(select(Subscriber).where(Subscriber.chat_id == str(chat)))
@@ -191,7 +110,7 @@ def subscriber(store: Store, chat: int) -> Subscriber | None:
 def bot(sqlite_store: Store, emulator: TelegramEmulator, make_settings: Callable[..., Settings]) -> Iterator[Store]:
     settings = settings_for(make_settings, emulator.url, sqlite_store.url)
     add_items(sqlite_store)
-    with running(
+    with running_in_thread(
         bot_parts(
             settings,
             settings.schedule.channels.platforms["telegram_bot"],
@@ -222,7 +141,7 @@ def test_start_language_topics_in_both_languages(
     done_word: str,
     saved: str,
 ) -> None:
-    user = User(emulator, LAN, language)
+    user = ChatUser(emulator, LAN, language)
     welcome = user.says("/start")
     assert "Quảng Ngãi" in (welcome.text or "")
     assert "/forget" in (welcome.text or "")  # what it keeps, and how to delete it
@@ -260,7 +179,7 @@ def test_start_language_topics_in_both_languages(
 
 
 def test_a_forged_button_cannot_change_another_chats_subscription(bot: Store, emulator: TelegramEmulator) -> None:
-    victim, forger = User(emulator, LAN), User(emulator, JOHN)
+    victim, forger = ChatUser(emulator, LAN), ChatUser(emulator, JOHN)
     welcome = victim.says("/start")
     topics = victim.taps(welcome, "lang:vi:start")
     victim.taps(topics, "topic:tax")
@@ -278,7 +197,7 @@ def test_a_forged_button_cannot_change_another_chats_subscription(bot: Store, em
 
 
 def test_tax_codes_are_checked_and_consent_is_asked_apart(bot: Store, emulator: TelegramEmulator) -> None:
-    user = User(emulator, LAN)
+    user = ChatUser(emulator, LAN)
     user.says("/start")
     asked = user.says("/business")
     assert "mã số thuế" in (asked.text or "")
@@ -297,7 +216,7 @@ def test_tax_codes_are_checked_and_consent_is_asked_apart(bot: Store, emulator: 
     user.taps(consent, user.button(consent, "Đồng ý"))
     assert subscriber(bot, LAN).consent is True  # type: ignore[union-attr]
 
-    colleague = User(emulator, JOHN)  # staff of the same firm, another chat
+    colleague = ChatUser(emulator, JOHN)  # staff of the same firm, another chat
     colleague.says("/start")
     reply = colleague.says("/business 0314409058-002")
     assert "0314409058-002" in (reply.text or "")
@@ -305,7 +224,7 @@ def test_tax_codes_are_checked_and_consent_is_asked_apart(bot: Store, emulator: 
 
 
 def test_search_is_accent_free_and_answers_with_tracked_links(bot: Store, emulator: TelegramEmulator) -> None:
-    user = User(emulator, LAN)
+    user = ChatUser(emulator, LAN)
     user.says("/start")
     cases = {
         "thue": "Thuế giá trị gia tăng",
@@ -331,12 +250,12 @@ def test_search_is_accent_free_and_answers_with_tracked_links(bot: Store, emulat
 
 
 def test_staff_commands_answer_staff_only(bot: Store, emulator: TelegramEmulator) -> None:
-    stranger = User(emulator, JOHN)
+    stranger = ChatUser(emulator, JOHN)
     stranger.says("/start")
     unknown = stranger.says("/nonsense").text
     assert stranger.says("/stats").text == unknown
     assert stranger.says("/queue").text == unknown
-    staff = User(emulator, STAFF_ID)
+    staff = ChatUser(emulator, STAFF_ID)
     staff.says("/start")
     stats = staff.says("/stats").text or ""
     assert "Người nhận tin" in stats
@@ -345,7 +264,7 @@ def test_staff_commands_answer_staff_only(bot: Store, emulator: TelegramEmulator
 
 
 def test_forget_leaves_no_row_referring_to_the_chat(bot: Store, emulator: TelegramEmulator) -> None:
-    user = User(emulator, LAN)
+    user = ChatUser(emulator, LAN)
     user.says("/start")
     user.says("/business 0100233488")
     user.says("/search thue")  # a tracked link of its own
@@ -419,7 +338,11 @@ def test_the_webhook_takes_updates_only_with_the_secret(
         },
     }
     emulator.add_chat(LAN, kind="private", title="Lan")
-    with running(parts, polling=False), BackgroundServer(app) as tracker, httpx.Client(base_url=tracker.url) as client:
+    with (
+        running_in_thread(parts, polling=False),
+        BackgroundServer(app) as tracker,
+        httpx.Client(base_url=tracker.url) as client,
+    ):
         url = f"/telegram/{path}"
         for headers in ({}, {"X-Telegram-Bot-Api-Secret-Token": "wrong"}, {"X-Telegram-Bot-Api-Secret-Token": ""}):
             assert client.post(url, json=update, headers=headers).status_code == 403

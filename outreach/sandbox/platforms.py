@@ -21,7 +21,7 @@ from outreach.sandbox.graph import GraphEmulator
 from outreach.sandbox.telegram import TelegramEmulator
 
 # Which setting of each platform's block says where its API is.
-ENDPOINT_SETTING = {"facebook": "graph_url", "telegram_channel": "api_url"}
+ENDPOINT_SETTING = {"facebook": "graph_url", "telegram_channel": "api_url", "telegram_bot": "api_url"}
 TokenVariable = Callable[[str, Target], str]  # (channel, target) -> the variable holding its token
 NO_TOKEN = "OUTREACH_DEMO_UNSET_TOKEN"  # noqa: S105 - a variable name, left unset on purpose
 # The emulators take posts as fast as they come: the demo need not wait at a real page's pace.
@@ -34,6 +34,7 @@ class EmulatedPlatforms:
     def __init__(self) -> None:
         self.graph = GraphEmulator()
         self.telegram = TelegramEmulator()
+        self._bot_token = ""
         self._stack = contextlib.ExitStack()
 
     def __enter__(self) -> EmulatedPlatforms:
@@ -56,7 +57,7 @@ class EmulatedPlatforms:
             name, target = emulated[-1]
             emulated[-1] = (name, target.model_copy(update={"token_env": NO_TOKEN}))
         environment: dict[str, str | None] = {}
-        bot_token = f"7000000001:{secrets.token_urlsafe(27)}"
+        bot_token = self._bot_token = f"7000000001:{secrets.token_urlsafe(27)}"
         self.telegram.add_bot(bot_token)
         for number, (name, target) in enumerate(emulated):
             if target.token_env == NO_TOKEN:
@@ -73,14 +74,16 @@ class EmulatedPlatforms:
         targets: dict[str, list[Target]] = {}
         for name, target in emulated:
             targets.setdefault(name, []).append(target)
-        platforms = {
-            name: block.model_copy(
-                update={ENDPOINT_SETTING[name]: self._endpoint(name), "targets": targets[name], "rate": EMULATOR_RATE}
-            )
-            if name in targets
-            else block
-            for name, block in settings.schedule.channels.platforms.items()
-        }
+        platforms = {}
+        for name, block in settings.schedule.channels.platforms.items():
+            update: dict[str, object] = {}
+            if name in targets:
+                update = {ENDPOINT_SETTING[name]: self._endpoint(name), "targets": targets[name], "rate": EMULATOR_RATE}
+            elif block.enabled and block.audience == "subscribers" and name in ENDPOINT_SETTING:
+                # A bot: its subscribers are its targets; the same emulated bot answers them.
+                environment[token_variable(name, Target(id="*"))] = bot_token
+                update = {ENDPOINT_SETTING[name]: self._endpoint(name), "rate": EMULATOR_RATE}
+            platforms[name] = block.model_copy(update=update) if update else block
         channels = settings.schedule.channels.model_copy(update={"platforms": platforms})
         return replace(
             settings,
@@ -97,9 +100,19 @@ class EmulatedPlatforms:
                 (f"the emulated Facebook Page {page[0].page_id} now shows (post {page[0].id})", page[0].message or "")
             )
         texts = [message for message in self.telegram.messages if message.text]
-        if texts:
-            shown.append((f"the emulated Telegram channel {texts[0].chat_id} now shows", texts[0].text or ""))
+        posts = [message for message in texts if message.chat_id < 0]  # channels and groups
+        if posts:
+            shown.append((f"the emulated Telegram channel {posts[0].chat_id} now shows", posts[0].text or ""))
+        # A subscriber's chat: the bot's last message there is the news it was sent.
+        private = [message for message in texts if message.chat_id > 0 and "/r/" in (message.text or "")]
+        if private:
+            shown.append((f"the bot's message in subscriber {private[-1].chat_id}'s chat", private[-1].text or ""))
         return shown
 
     def _endpoint(self, channel: str) -> str:
         return self.graph.url if channel == "facebook" else self.telegram.url
+
+    @property
+    def bot_token(self) -> str:
+        """The emulated bot's token (in the environment `point` returned)."""
+        return self._bot_token
