@@ -5,7 +5,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint clean bench-tracker
+.PHONY: demo test lint clean bench-tracker bench-broadcast
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,9 @@ lint: $(VENV)/.installed-test
 
 bench-tracker: $(VENV)/.installed-test
 	$(BIN)/python bench/tracker.py
+
+bench-broadcast: $(VENV)/.installed-test
+	$(BIN)/python bench/broadcast.py
 
 clean:
 	rm -rf $(VENV) *.egg-info

@@ -455,9 +455,8 @@ class Conversation:
         return Answer([self._question(session, subscriber, chosen, 0)])
 
     def _question(
-        self, session: Session, subscriber: Subscriber, chosen: object, index: int, replace: bool = False
+        self, session: Session, subscriber: Subscriber, chosen: Survey, index: int, replace: bool = False
     ) -> Reply:
-        assert isinstance(chosen, Survey)
         definition = survey.definition_of(chosen)
         language = subscriber.language
         if index >= len(definition.questions):

@@ -242,7 +242,7 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     output = _demo(folder).output
     assert "sample-portal-vi: 16 new items of 16 in the feed" in output
     assert "polled again: 0 new (duplicates are recognised)" in output
-    assert "sent 14, failed 0" in output
+    assert "sent 17, failed 0" in output
     assert str(folder / "outreach.db") in output
     # Facebook and one Telegram channel through their emulators, the English channel (no token) to the outbox.
     assert "facebook → quangngai.gov.vn: via facebook (token in OUTREACH_FACEBOOK_PAGE_TOKEN: Graph API v23.0" in output
@@ -250,13 +250,21 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert len(list((folder / "outbox").rglob("*.txt"))) == 2
     assert "the emulated Facebook Page quangngai.gov.vn now shows (post quangngai.gov.vn_1)" in output
     assert f"Clean up with:   rm -r {folder}" in output
+    # A business subscribed through the real bot, registered its tax code with consent, and searched.
+    assert "Chị Hoa, kế toán Công ty TNHH Dung Quất: /start" in output
+    assert "Bạn sẽ nhận tin về: Thuế và cuộc sống · Đầu tư · Thủ tục hành chính" in output
+    assert "Lượt truy cập từ cuộc trò chuyện này sẽ được tính cho doanh nghiệp 0100233488" in output
+    assert "hóa đơn điện tử" in output.split("/search hoa don dien tu", 1)[1]
+    assert "1 of 1 registered businesses came to the portal" in output
     rows = table_rows(output)
+    assert ["0100233488", "1", "8"] in rows
     # sent, wait, issues, clicks, unique, repeats, previews, bots: the demo's visitors tap from one
     # address with one agent per link, so each link is one visitor; every post's card is fetched once.
-    assert ["facebook", "7", "0", "0", "13", "7", "0", "7", "0"] in rows
-    assert ["telegram_channel", "7", "0", "0", "14", "7", "0", "7", "0"] in rows
+    assert ["facebook", "7", "0", "0", "12", "7", "0", "7", "0"] in rows
+    assert ["telegram_bot", "3", "0", "0", "8", "3", "0", "3", "0"] in rows  # the subscriber's topics only
+    assert ["telegram_channel", "7", "0", "0", "13", "7", "0", "7", "0"] in rows
     assert ["via outbox", "", "", "", "", "", "", "", ""] in rows  # the English channel had no token
-    assert ["total", "14", "0", "0", "27", "14", "0", "14", "0"] in rows
+    assert ["total", "17", "0", "0", "33", "17", "0", "17", "0"] in rows
 
 
 def test_demo_tables_stay_readable_at_80_columns(tmp_path: Path) -> None:
@@ -273,7 +281,7 @@ def test_demo_again_in_its_folder_starts_afresh_and_refuses_a_foreign_folder(tmp
     _demo(folder)
     second = _demo(folder).output
     assert "sample-portal-vi: 16 new items of 16 in the feed" in second
-    assert ["total", "14", "0", "0", "27", "14", "0", "14", "0"] in table_rows(second)
+    assert ["total", "17", "0", "0", "33", "17", "0", "17", "0"] in table_rows(second)
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "thesis.docx").write_text("keep me", encoding="utf-8")
     result = CliRunner().invoke(

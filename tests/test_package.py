@@ -96,11 +96,11 @@ def test_the_installed_demo_runs_from_the_root_folder(installed: tuple[Path, Pat
     env = {"PATH": os.environ.get("PATH", ""), "TMPDIR": str(tmp_path), "COLUMNS": "100", "HOME": str(tmp_path)}
     output = _run([venv / "bin" / "outreach", "demo"], Path("/"), env)
     assert "sample-portal-vi: 16 new items of 16 in the feed" in output
-    assert "sent 14, failed 0" in output
+    assert "sent 17, failed 0" in output
     again = next(line for line in output.splitlines() if line.startswith("Look again with: "))
     argv = again.removeprefix("Look again with: ").split()
     report = _run(argv, Path("/"), env)
     rows = [[cell.strip() for cell in line.split("│")[1:-1]] for line in report.splitlines() if line.startswith("│")]
-    assert ["total", "14", "0", "0", "27", "14", "0", "14", "0"] in rows
+    assert ["total", "17", "0", "0", "33", "17", "0", "17", "0"] in rows
     starter = _run([venv / "bin" / "outreach", "init", "--config-example"], Path("/"), env)
     assert starter == (ROOT / "schedules.yaml").read_text(encoding="utf-8")
