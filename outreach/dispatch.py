@@ -25,7 +25,7 @@ from outreach.db import Store
 from outreach.dispatch_store import EVERY_TARGET, MAX_ATTEMPTS, Claimed, Result, backoff
 from outreach.lifecycle import Actor
 from outreach.models import DeliveryStatus, utcnow
-from outreach.pacing import Pacer, Slot
+from outreach.pacing import Pacer, RoundTrips, Slot
 from outreach.routing import Route, RouteKey, Routing
 from outreach.windows import Holidays, Pacing, Verdict, next_slot
 
@@ -182,6 +182,7 @@ class Dispatcher:
         self.actor = actor or Actor.current("dispatcher")
         self.clock = clock
         self.pacer = Pacer(routing.rates)
+        self.trips = RoundTrips()
         self.report = SendReport()
         self._holds: dict[RouteKey, datetime] = {}  # until when nothing goes there (a flood wait)
         self._paused: dict[RouteKey, str] = {}
@@ -408,6 +409,7 @@ class Dispatcher:
     async def _send(self, route: Route, claimed: Claimed, slot: Slot) -> None:
         message = claimed.message
         slot.stamp()
+        started = asyncio.get_running_loop().time()
         try:
             sent = await route.transport.send(message)
             result = _result(route.transport, None, sent)
@@ -415,6 +417,11 @@ class Dispatcher:
             if not isinstance(exc, Transient | AuthFailed | RecipientGone | Rejected | MaybeSent):
                 log.exception("delivery %s: unexpected error from %s", message.delivery_id, route.transport.name)
             result = _result(route.transport, exc)
+        finally:
+            # The platform counted the send on arrival: no later than the answer less the fastest round trip.
+            answered = asyncio.get_running_loop().time()
+            self.trips.seen(route.channel, answered - started)
+            slot.stamp(answered - self.trips.fastest(route.channel))
         now = self.clock()
         key = (route.channel, EVERY_TARGET if result.hold == EVERY_TARGET else route.target)
         if result.hold is not None:  # before the outcome is stored: the worker must not claim the row again

@@ -10,7 +10,12 @@ is a leaky bucket, which lets up to twice the burst through in the first window
 and, with a small burst, never makes up a late wake-up; `limits` keeps whole-second
 windows only and cannot move a slot to the moment its send really starts. A slot
 is taken before the delivery is claimed (so a cancelled campaign sends nothing
-more) and stamped when the send starts: the window counts real send times.
+more), stamped when the send starts, and moved when its answer comes to the
+latest moment the platform can have counted it: the answer's time less the
+fastest round trip seen lately (`RoundTrips`). A fixed network delay shifts every
+arrival alike and costs nothing; a request that reached the platform late (a
+busy machine, a queue on the way) is counted late here too, so the window never
+runs ahead of the platform's: a 429 costs a whole bot a second or more.
 """
 
 from __future__ import annotations
@@ -21,10 +26,7 @@ from collections.abc import Mapping
 
 from outreach.channel import Rate
 
-MARGIN = 0.002  # seconds: a send's start may trail its stamp by scheduling jitter
-# A send reaches the platform a little after its stamp, later still when the loop is busy with
-# hundreds a second; the platform's window counts arrivals. This share of the period is kept free.
-SLACK = 0.02
+MARGIN = 0.01  # seconds: what the estimate of a send's arrival may miss by (1 % of a one-second window)
 
 
 class Slot:
@@ -33,9 +35,10 @@ class Slot:
     def __init__(self) -> None:
         self.at = asyncio.get_running_loop().time()
 
-    def stamp(self) -> None:
-        """The send starts now: count it from now (later is always safe)."""
-        self.at = asyncio.get_running_loop().time()
+    def stamp(self, at: float | None = None) -> None:
+        """Count the send from now (its start), or from `at` when that is later: later is always safe."""
+        now = asyncio.get_running_loop().time()
+        self.at = max(self.at, now if at is None else min(at, now))
 
 
 class MovingWindow:
@@ -43,20 +46,19 @@ class MovingWindow:
 
     def __init__(self, limit: int, period: float) -> None:
         self.limit, self.period = limit, period
-        self.margin = max(MARGIN, SLACK * period)  # 20 ms in a second: 2 % under the limit, never over it
         self._slots: deque[Slot] = deque()
 
     def fits(self) -> bool:
         """Whether one more send fits now."""
         if len(self._slots) < self.limit:
             return True
-        return asyncio.get_running_loop().time() >= self._slots[0].at + self.period + self.margin
+        return asyncio.get_running_loop().time() >= self._slots[0].at + self.period + MARGIN
 
     async def take(self, slot: Slot) -> None:
         """Wait until one more send fits, then count `slot` in."""
         loop = asyncio.get_running_loop()
         while len(self._slots) >= self.limit:
-            ready = self._slots[0].at + self.period + self.margin
+            ready = self._slots[0].at + self.period + MARGIN
             if loop.time() >= ready:
                 break
             await asyncio.sleep(ready - loop.time())
@@ -68,6 +70,33 @@ class MovingWindow:
             self._slots.popleft()
         slot.at = max(slot.at, asyncio.get_running_loop().time())
         self._slots.append(slot)
+
+
+class RoundTrips:
+    """The fastest round trip per channel over the last minute or two: the part of any answer's
+    delay that is the network's fixed cost, not a request arriving late."""
+
+    HORIZON = 60.0  # seconds a minimum is trusted: the network may change
+
+    def __init__(self) -> None:
+        self._now: dict[str, tuple[float, float]] = {}  # channel -> (this period's start, its fastest)
+        self._before: dict[str, float] = {}  # the fastest of the period before
+
+    def seen(self, channel: str, seconds: float) -> None:
+        """One send's round trip."""
+        clock = asyncio.get_running_loop().time()
+        started, fastest = self._now.get(channel, (clock, seconds))
+        if clock - started > self.HORIZON:
+            self._before[channel] = fastest
+            started, fastest = clock, seconds
+        self._now[channel] = (started, min(fastest, seconds))
+
+    def fastest(self, channel: str) -> float:
+        """The fastest round trip lately (0 before any answer)."""
+        now = self._now.get(channel)
+        if now is None:
+            return 0.0
+        return min(now[1], self._before.get(channel, now[1]))
 
 
 def window(per_second: float, burst: int) -> MovingWindow:
