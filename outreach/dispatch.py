@@ -357,8 +357,11 @@ class Dispatcher:
         slots = [first.result()]
         # Slots that come within CLAIM_AHEAD join this claim: at hundreds a second, one claim
         # (a transaction) per send would be the limit, not the platform.
+        # Only where several slots come in that time: at 30/s the wait would only delay each send.
+        rate = self.routing.rates.get(route.channel)
         loop = asyncio.get_running_loop()
-        gather_until = loop.time() + CLAIM_AHEAD
+        gathering = rate is not None and rate.per_second * CLAIM_AHEAD >= 2
+        gather_until = loop.time() + (CLAIM_AHEAD if gathering else 0.0)
         while len(slots) < room and not self._stop.is_set():
             more = self.pacer.free(route.channel, route.target)
             if more is None:
