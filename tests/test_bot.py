@@ -8,9 +8,14 @@ emulator, whose records show what the user saw.
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -375,3 +380,34 @@ def test_set_webhook_registers_the_url_and_secret(
     assert TOKEN not in said
     said = asyncio.run(register_webhook(block, token, None, settings.secrets))
     assert said.startswith("no webhook")
+
+
+def test_outreach_bot_polling_answers_and_stops_on_sigterm(
+    sqlite_store: Store, emulator: TelegramEmulator, make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    settings = settings_for(make_settings, emulator.url, sqlite_store.url)
+    env = {**os.environ, "OUTREACH_TELEGRAM_TOKEN": TOKEN, "OUTREACH_DATABASE_URL": sqlite_store.url}
+    log = tmp_path / "bot.log"
+    with log.open("wb") as err:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "cli", "--config", str(settings.config_path), "bot", "--polling"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            cwd=Path(__file__).resolve().parents[1],
+        )
+    try:
+        welcome = ChatUser(emulator, LAN).says("/start")
+        assert "Quảng Ngãi" in (welcome.text or "")
+        assert emulator.commands("")[:2] == [  # Vietnamese for everyone, English for English apps
+            ("start", "Bắt đầu, chọn ngôn ngữ và chủ đề"),
+            ("topics", "Chọn chủ đề nhận tin"),
+        ]
+        assert emulator.commands("en")[0] == ("start", "Start: choose language and topics")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0, log.read_text(encoding="utf-8", errors="replace")
+    said = log.read_text(encoding="utf-8")
+    assert "bot: polling Telegram for updates" in said
+    assert "bot: stopped" in said
+    assert TOKEN.split(":")[1] not in said

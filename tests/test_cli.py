@@ -383,3 +383,16 @@ def test_two_pages_on_one_token_variable_is_a_config_error(tmp_path: Path, confi
         f"config error: {config_file}: channels.facebook: targets 111, 222 all read their token from "
         "OUTREACH_FACEBOOK_PAGE_TOKEN, but a facebook token works for one target only: give each its own token_env"
     )
+
+
+def test_items_search_is_accent_free_and_refuses_what_it_cannot_search(run: Run) -> None:
+    run("init")
+    run("sources", "poll")
+    rows = table_rows(run("items", "search", "hoa", "don", "dien", "tu").output)
+    assert rows
+    assert "hóa đơn điện tử" in rows[0][4]
+    exact = table_rows(run("items", "search", "hóa", "đơn").output)
+    assert exact[0][3] == "exact"
+    assert "no item matches 'zzzz qqqq'" in run("items", "search", "zzzz", "qqqq").output
+    refused = run("items", "search", "!!!", expect=2).output
+    assert "only punctuation or symbols" in refused
