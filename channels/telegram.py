@@ -56,7 +56,21 @@ MAX_INLINE_WAIT = 60.0  # seconds a text may wait, in process, for its photo's f
 # Bad requests that are about the target or the bot's rights, not about the message.
 TARGET_PROBLEMS = ("chat not found", "not enough rights", "need administrator rights", "have no rights")
 # Loggers that see request URLs (httpx at INFO, PTB's Bot at DEBUG): the token is hidden there.
-URL_LOGGERS = ("httpx", "aiohttp.client", "telegram.Bot", "telegram.ext")
+# A logger's filter does not reach its children's records: each logger PTB writes to is named.
+URL_LOGGERS = (
+    "httpx",
+    "aiohttp.client",
+    "telegram",
+    "telegram.Bot",
+    "telegram.BaseRequest",
+    "telegram.ext",
+    "telegram.ext.Application",
+    "telegram.ext.Updater",
+    "telegram.ext.ExtBot",
+    "telegram.ext.JobQueue",
+    "telegram.ext.AIORateLimiter",
+    "channels.telegram_bot",
+)
 CONNECTIONS = 32  # open at once per bot: enough for a broadcast's sends in flight
 
 
@@ -80,7 +94,7 @@ def _is_private(chat: int | str) -> bool:
     return isinstance(chat, int) and chat > 0
 
 
-def _seconds(exc: RetryAfter) -> float:
+def seconds(exc: RetryAfter) -> float:
     with warnings.catch_warnings():  # an int is deprecated in PTB 22; either way it is seconds
         warnings.simplefilter("ignore", PTBDeprecationWarning)
         value: Any = exc.retry_after
@@ -184,10 +198,10 @@ class TelegramChannel:
                     chat, message.text, parse_mode=ParseMode.HTML, link_preview_options=preview
                 )
             except RetryAfter as exc:  # two messages in one slot: the flood wait is likely, and short
-                if attempt or _seconds(exc) > MAX_INLINE_WAIT:
-                    reason = f"flood control for {_seconds(exc):g} s"
+                if attempt or seconds(exc) > MAX_INLINE_WAIT:
+                    reason = f"flood control for {seconds(exc):g} s"
                     break
-                await asyncio.sleep(_seconds(exc))
+                await asyncio.sleep(seconds(exc))
             except TelegramError as exc:
                 reason = exc.message
                 break
@@ -228,8 +242,8 @@ class TelegramChannel:
         if isinstance(exc, RetryAfter):
             # PTB's own limiter pauses every call on a flood wait: so does the dispatcher.
             return Transient(
-                f"Telegram flood control: retry after {_seconds(exc):g} s",
-                retry_after=_seconds(exc),
+                f"Telegram flood control: retry after {seconds(exc):g} s",
+                retry_after=seconds(exc),
                 whole_channel=True,
             )
         if isinstance(exc, InvalidToken):

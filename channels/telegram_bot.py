@@ -35,10 +35,18 @@ from telegram import (
     Update,
 )
 from telegram.constants import ParseMode
-from telegram.error import BadRequest, Forbidden, TelegramError
-from telegram.ext import Application, ApplicationBuilder, CallbackQueryHandler, ContextTypes, MessageHandler, filters
+from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
+from telegram.ext import (
+    Application,
+    ApplicationBuilder,
+    BaseUpdateProcessor,
+    CallbackQueryHandler,
+    ContextTypes,
+    MessageHandler,
+    filters,
+)
 
-from channels.telegram import MAX_CAPTION, MAX_TEXT, TOKEN_ENV, TelegramChannel, TelegramSettings
+from channels.telegram import MAX_CAPTION, MAX_TEXT, TOKEN_ENV, URL_LOGGERS, TelegramChannel, TelegramSettings, seconds
 from channels.telegram_request import AiohttpRequest
 from outreach.bot_texts import BotTexts
 from outreach.channel import (
@@ -46,6 +54,7 @@ from outreach.channel import (
     ChannelSpec,
     Rate,
     RecipientGone,
+    Rejected,
     RenderedMessage,
     Sent,
 )
@@ -57,13 +66,23 @@ from outreach.dispatch_store import EVERY_TARGET
 from outreach.lifecycle import Actor
 from outreach.redact import HiddenSecrets
 from outreach.subscribers import Chat
+from outreach.text import scrub
 from outreach.web import TelegramHook
 
 log = logging.getLogger(__name__)
 NAME = "telegram_bot"
 WEBHOOK_SECRET_ENV = "OUTREACH_TELEGRAM_WEBHOOK_SECRET"  # noqa: S105 - the variable's name
 SECRET_SHAPE = r"^[A-Za-z0-9_-]{1,256}$"  # noqa: S105 - what Telegram accepts as a webhook secret
-GONE = ("chat not found", "user is deactivated", "bot was kicked", "bot can't initiate conversation")
+GONE = (
+    "chat not found",
+    "user is deactivated",
+    "bot was kicked",
+    "bot can't initiate conversation",
+    "not enough rights",
+    "have no rights",
+    "need administrator rights",
+    "chat_write_forbidden",
+)
 
 
 class TelegramBotSettings(TelegramSettings):
@@ -120,10 +139,13 @@ class TelegramBotChannel(TelegramChannel):
         return f"bot @{bot.username} answers; it writes to the chats that subscribed"
 
     def _translate(self, exc: TelegramError, target: str, sending: bool) -> Exception:
-        """A chat that blocked the bot, left, or never was: that subscriber is gone, the bot goes on."""
+        """A chat that blocked the bot, left, never was, or took its right to write: that subscriber is
+        gone and the bot goes on (one chat's problem never pauses the bot; no chat id in the text)."""
         text = exc.message.lower()
         if isinstance(exc, Forbidden) or (isinstance(exc, BadRequest) and any(m in text for m in GONE)):
             return RecipientGone(f"Telegram: {exc.message}")
+        if isinstance(exc, BadRequest):
+            return Rejected(f"Telegram: {exc.message}")
         return super()._translate(exc, target, sending)
 
 
@@ -150,6 +172,21 @@ SPEC = ChannelSpec(
 Handle = Callable[[Incoming], Awaitable[Answer]]
 
 
+MAX_REPLY_WAIT = 10.0  # seconds a reply may wait for a flood wait (a broadcast shares the bot's rate)
+
+
+async def _patiently(call: Callable[[], Awaitable[Any]]) -> Any:
+    """A reply, waiting once as long as Telegram asks when a broadcast has used the bot's rate."""
+    try:
+        return await call()
+    except RetryAfter as exc:
+        wait = seconds(exc)
+        if wait > MAX_REPLY_WAIT:
+            raise
+        await asyncio.sleep(wait)
+        return await call()
+
+
 def _markup(reply: Reply) -> InlineKeyboardMarkup | None:
     if not reply.buttons:
         return None
@@ -163,16 +200,56 @@ def _chat(update: Update) -> Chat:
     chat = update.effective_chat
     user = update.effective_user
     assert chat is not None
-    return Chat(NAME, str(chat.id), user.language_code if user else None)
+    return Chat(NAME, str(chat.id), user.language_code if user else None, private=chat.type == "private")
+
+
+_COMMAND = re.compile(r"/([^\s@]+)(?:@(\S+))?\s*(.*)", re.DOTALL)
 
 
 def _command(text: str, username: str) -> tuple[str, str]:
-    """`/search@my_bot thue` -> ("search", "thue"); a command for another bot is no command."""
-    head, _, rest = text.partition(" ")
-    name, _, addressed = head[1:].partition("@")
+    """`/search@my_bot thue` -> ("search", "thue"); any white space ends the command; one for another bot is none."""
+    found = _COMMAND.match(text)
+    if found is None:
+        return "", ""
+    name, addressed, rest = found.groups()
     if addressed and addressed.lower() != username.lower():
         return "", ""
     return name.lower(), rest.strip()
+
+
+class OneChatAtATime(BaseUpdateProcessor):
+    """Different chats' updates run together; one chat's run one after another, in the order they came.
+
+    Two quick taps on one chat's buttons read and write the same subscriber row:
+    run together, the second would overwrite the first.
+    """
+
+    def __init__(self, most: int) -> None:
+        super().__init__(most)
+        self._locks: dict[int, asyncio.Lock] = {}
+        self._users: dict[int, int] = {}
+
+    async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
+        """Await the update's handling under its chat's lock."""
+        chat = update.effective_chat if isinstance(update, Update) else None
+        if chat is None:
+            await coroutine
+            return
+        lock = self._locks.setdefault(chat.id, asyncio.Lock())
+        self._users[chat.id] = self._users.get(chat.id, 0) + 1
+        try:
+            async with lock:
+                await coroutine
+        finally:
+            self._users[chat.id] -= 1
+            if not self._users[chat.id]:
+                del self._users[chat.id], self._locks[chat.id]
+
+    async def initialize(self) -> None:
+        """Nothing to open."""
+
+    async def shutdown(self) -> None:
+        """Nothing to close."""
 
 
 class BotFrontEnd:
@@ -220,18 +297,25 @@ class BotFrontEnd:
                 await self._send(context, int(event.chat.chat_id), reply)
 
     async def _send(self, context: ContextTypes.DEFAULT_TYPE, chat_id: int, reply: Reply) -> None:
-        await context.bot.send_message(
-            chat_id,
-            reply.text,
-            parse_mode=ParseMode.HTML,
-            reply_markup=_markup(reply),
-            link_preview_options=self.NO_PREVIEW,
+        await _patiently(
+            lambda: context.bot.send_message(
+                chat_id,
+                reply.text,
+                parse_mode=ParseMode.HTML,
+                reply_markup=_markup(reply),
+                link_preview_options=self.NO_PREVIEW,
+            )
         )
 
     async def _edit(self, message: Any, reply: Reply) -> None:
         try:
-            await message.edit_text(
-                reply.text, parse_mode=ParseMode.HTML, reply_markup=_markup(reply), link_preview_options=self.NO_PREVIEW
+            await _patiently(
+                lambda: message.edit_text(
+                    reply.text,
+                    parse_mode=ParseMode.HTML,
+                    reply_markup=_markup(reply),
+                    link_preview_options=self.NO_PREVIEW,
+                )
             )
         except BadRequest as exc:
             if "not modified" not in exc.message.lower():  # tapping the same toggle twice fast
@@ -239,7 +323,8 @@ class BotFrontEnd:
 
     async def on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         """One update that failed is logged and dropped; the bot goes on with the next."""
-        log.error("telegram bot: an update could not be handled: %s", context.error, exc_info=context.error)
+        error = context.error
+        log.error("telegram bot: an update could not be handled: %s", scrub(f"{type(error).__name__}: {error}"))
 
 
 def application(
@@ -260,7 +345,7 @@ def application(
         .base_file_url(f"{base}/file/bot")
         .request(AiohttpRequest(connections=16, read_timeout=timeout, write_timeout=timeout))
         .get_updates_request(AiohttpRequest(connections=2, read_timeout=timeout))
-        .concurrent_updates(32)  # chats are independent; each event is one short transaction
+        .concurrent_updates(OneChatAtATime(32))  # chats are independent; each event is one short transaction
     )
     if webhook:
         builder = builder.updater(None)
@@ -273,7 +358,7 @@ def application(
     app.add_handler(MessageHandler(filters.TEXT & ~filters.UpdateType.EDITED, front.on_message))
     app.add_handler(CallbackQueryHandler(front.on_button))
     app.add_error_handler(front.on_error)
-    app.bot_data["hidden"] = HiddenSecrets([secret], ("httpx", "telegram.Bot", "telegram.ext"))
+    app.bot_data["hidden"] = HiddenSecrets([secret], URL_LOGGERS)
     app.bot_data["commands"] = commands or {}
     return app
 
@@ -290,6 +375,8 @@ def update_feeder(app: Application[Any, Any, Any, Any, Any, Any]) -> Callable[[d
     """What the tracker's webhook route calls with each update's JSON: queued for the running Application."""
 
     async def feed(data: dict[str, Any]) -> None:
+        if not app.running:  # the webhook answers 503: Telegram keeps the update and tries again
+            raise BotSetupError("the bot is not running")
         update = Update.de_json(data, app.bot)
         home = app.bot_data.get("loop")
         if home is None or home is asyncio.get_running_loop():
@@ -360,8 +447,21 @@ async def run_application(
 ) -> None:
     """Run the bot until `stop`: updates by long polling, or from the webhook's queue."""
     app.bot_data["loop"] = asyncio.get_running_loop()  # where the webhook hands updates over
+    try:
+        await _run(app, polling, stop, poll_interval)
+    except Exception as exc:  # in `outreach run` nobody awaits this task until the end: say it now
+        log.error("telegram bot stopped: %s", scrub(f"{type(exc).__name__}: {exc}"))
+        raise
+
+
+async def _run(
+    app: Application[Any, Any, Any, Any, Any, Any], polling: bool, stop: asyncio.Event, poll_interval: float
+) -> None:
     async with app:  # getMe: a wrong token stops here, with Telegram's word for it
-        await publish_commands(app)
+        try:
+            await publish_commands(app)
+        except TelegramError as exc:  # the menu is a convenience: the bot answers without it
+            log.warning("telegram bot: the command menu was not published (%s)", scrub(exc.message))
         await app.start()
         if polling and app.updater is not None:
             await app.updater.start_polling(poll_interval=poll_interval, timeout=20, drop_pending_updates=False)
@@ -381,7 +481,7 @@ async def register_webhook(block: ChannelSettings, token: SecretStr, url: str | 
     assert isinstance(block, TelegramBotSettings)
     base = block.api_url.rstrip("/")
     bot = Bot(token.get_secret_value(), base_url=f"{base}/bot", base_file_url=f"{base}/file/bot")
-    hidden = HiddenSecrets([token.get_secret_value()], ("httpx", "telegram.Bot", "telegram.ext"))
+    hidden = HiddenSecrets([token.get_secret_value()], URL_LOGGERS)
     try:
         async with bot:
             if url is None:
@@ -392,7 +492,7 @@ async def register_webhook(block: ChannelSettings, token: SecretStr, url: str | 
                 )
             info = await bot.get_webhook_info()
     except TelegramError as exc:
-        raise BotSetupError(f"Telegram refused: {exc.message}") from None
+        raise BotSetupError(f"Telegram refused: {scrub(exc.message)}") from None
     finally:
         hidden.remove()
     if not info.url:

@@ -21,6 +21,8 @@ import aiohttp
 from telegram.error import NetworkError, TimedOut
 from telegram.request import BaseRequest, RequestData
 
+from outreach.text import scrub
+
 # The connection was never made (or no pooled one was free): nothing reached Telegram.
 NEVER_SENT: tuple[type[BaseException], ...] = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
 
@@ -95,5 +97,5 @@ class AiohttpRequest(BaseRequest):
                 return response.status, await response.read()
         except (TimeoutError, asyncio.TimeoutError) as err:  # noqa: UP041 - aiohttp raises both spellings
             raise TimedOut from err
-        except aiohttp.ClientError as err:
-            raise NetworkError(f"aiohttp.{type(err).__name__}: {err}") from err
+        except aiohttp.ClientError as err:  # its text may quote the URL, token and all: masked
+            raise NetworkError(f"aiohttp.{type(err).__name__}: {scrub(str(err))}") from err

@@ -56,7 +56,7 @@ class Labels(Strict):
 class Topic(Strict):
     """A business section items are filed under; keywords are matched accent-free."""
 
-    id: str = Field(pattern=r"^[a-z][a-z0-9_-]*$")
+    id: str = Field(pattern=r"^[a-z][a-z0-9_-]*$", max_length=40)  # it travels in a bot button's 64 bytes
     label: Labels
     keywords: list[str] = []
 
@@ -195,6 +195,29 @@ class HolidaySettings(Strict):
     extra: list[date] = []  # the government's yearly swap days, and other days off
 
 
+class ActiveBusinesses(Strict):
+    """How many businesses are active in the province, by whose count and of which year (the office's figure)."""
+
+    count: int = Field(gt=0)
+    year: int = Field(ge=2000, le=2100)
+    source: str = Field(min_length=1)
+
+
+class Reports(Strict):
+    """The PCI targets the report measures against, and the province's business count."""
+
+    # Share of businesses that access the portal: over 90 %, then 95 % (PCI indicator 3.12).
+    targets: list[float] = Field(default=[0.90, 0.95], min_length=1, max_length=4)
+    active_businesses: ActiveBusinesses | None = None
+
+    @field_validator("targets")
+    @classmethod
+    def _shares(cls, value: list[float]) -> list[float]:
+        if any(not 0 < share <= 1 for share in value):
+            raise ValueError("targets are shares between 0 and 1 (0.9 for 90 %)")
+        return sorted(value)
+
+
 class DispatchSettings(Strict):
     """How the dispatcher treats a crash: a `sending` row older than the lease was interrupted."""
 
@@ -217,6 +240,7 @@ class Schedule(Strict):
     digests: list[Digest] = []
     holidays: HolidaySettings = HolidaySettings()
     dispatch: DispatchSettings = DispatchSettings()
+    reports: Reports = Reports()
 
     @field_validator("timezone")
     @classmethod

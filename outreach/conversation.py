@@ -43,6 +43,9 @@ WAITING_CAMPAIGNS = (CampaignStatus.draft, CampaignStatus.approved, *OPEN_CAMPAI
 TAX_CODE = "tax_code"
 COMMANDS = ("start", "topics", "lang", "mode", "stop", "forget", "business", "search", "latest", "survey", "help")
 STAFF_COMMANDS = ("stats", "queue")
+# In a group any member could register the group's clicks to a firm, delete it, or read staff figures.
+PRIVATE_ONLY = frozenset({"business", "forget", *STAFF_COMMANDS})
+PRIVATE_BUTTONS = ("consent:", "forget:", "biz:")
 TEMPLATES = (
     "welcome",
     "language_set",
@@ -73,6 +76,7 @@ TEMPLATES = (
     "text_hint",
     "stats",
     "queue",
+    "private_only",
 )
 _BUTTON = re.compile(
     r"^(?:lang:(?P<lang>vi|en)(?P<first>:start)?"
@@ -154,6 +158,8 @@ class Conversation:
 
     def _command(self, session: Session, event: Incoming) -> Answer:
         name = event.command or ""
+        if name in PRIVATE_ONLY and not event.chat.private:
+            return self._say(self._language(session, event.chat), "private_only")
         if name in STAFF_COMMANDS and event.user_id in self.staff:
             return self._staff(session, name, event)
         if name not in COMMANDS:
@@ -237,6 +243,8 @@ class Conversation:
         if subscriber is None or found is None:
             return Answer(toast=self.texts.say("expired", language))
         data = event.button or ""
+        if not event.chat.private and data.startswith(PRIVATE_BUTTONS):
+            return Answer(toast=self.texts.say("private_only", language))
         if found["lang"]:
             subscribers.set_language(subscriber, found["lang"])
             done = Reply(self.texts.say("language_set", subscriber.language), replace=True)
@@ -273,11 +281,13 @@ class Conversation:
         subscriber = subscribers.find(session, event.chat)
         text = (event.text or "").strip()
         if subscriber is None:
-            return self._say(self._hinted(event.chat), "not_started")
+            return self._say(self._hinted(event.chat), "not_started") if event.chat.private else Answer()
         if subscriber.awaiting == TAX_CODE:
             return self._tax_code(subscriber, text)
         if subscriber.awaiting and subscriber.awaiting.startswith("survey:"):
             return self._survey_text(session, subscriber, text)
+        if not event.chat.private:  # a group's talk is not for the bot
+            return Answer()
         return self._say(subscriber.language, "text_hint")
 
     # --- subscriptions ----------------------------------------------------------------------

@@ -30,7 +30,7 @@ from outreach.lifecycle import (
     move_each,
 )
 from outreach.models import Campaign, CampaignStatus, ChannelPause, Delivery, DeliveryStatus, Link
-from outreach.subscribers import mark_gone, move_chat
+from outreach.subscribers import FORGOTTEN, mark_gone, move_chat
 from outreach.text import scrub
 
 log = logging.getLogger(__name__)
@@ -212,16 +212,19 @@ def finish_many(store: Store, outcomes: Sequence[tuple[int, Result, datetime]], 
         sent = {i: (r, at) for i, r, at in outcomes if r.status is DeliveryStatus.sent and r.moved_to is None}
         done: dict[int, DeliveryStatus] = {}
         if sent:
-            found = session.execute(select(Delivery.id, Delivery.campaign_id).where(Delivery.id.in_(sent))).all()
+            found = session.execute(
+                select(Delivery.id, Delivery.campaign_id, Delivery.target).where(Delivery.id.in_(sent))
+            ).all()
             rows: list[dict[str, Any]] = [
                 {
                     "id": i,
                     "campaign_id": c,
-                    "platform_id": sent[i][0].platform_id,
+                    # A chat forgotten while its message was on the way: its id is not stored again.
+                    "platform_id": None if target.startswith(FORGOTTEN) else sent[i][0].platform_id,
                     "sent_at": sent[i][1],
                     "last_error": None,
                 }
-                for i, c in found
+                for i, c, target in found
             ]
             try:
                 with session.begin_nested():
@@ -255,12 +258,11 @@ def _finish_one(session: Session, delivery: Delivery, result: Result, now: datet
     note = scrub(result.error) if result.error else None
     move_delivery(session, delivery, status, actor, note)
     delivery.last_error = note
-    if result.gone:
-        mark_gone(session, delivery.channel, delivery.target, actor)
-    if result.moved_to is not None:
-        move_chat(session, delivery.channel, delivery.target, result.moved_to)
+    if result.gone or result.moved_to is not None:
+        _follow_recipient(session, delivery, result, actor)
     if status is DeliveryStatus.sent:
-        delivery.platform_id, delivery.sent_at = result.platform_id, now
+        forgotten = delivery.target.startswith(FORGOTTEN)
+        delivery.platform_id, delivery.sent_at = None if forgotten else result.platform_id, now
     elif result.token_refused:
         delivery.attempts -= 1  # a refused token says nothing about the message
     elif status is DeliveryStatus.pending:
@@ -268,6 +270,18 @@ def _finish_one(session: Session, delivery: Delivery, result: Result, now: datet
         if result.hold is not None and result.retry_after is not None:
             _hold_others(session, delivery, result.hold == EVERY_TARGET, delivery.next_attempt_at)
     return status
+
+
+def _follow_recipient(session: Session, delivery: Delivery, result: Result, actor: Actor) -> None:
+    """A recipient gone or moved: its subscriber follows, in a savepoint, so the outcome is recorded whatever happens."""
+    try:
+        with session.begin_nested():
+            if result.gone:
+                mark_gone(session, delivery.channel, delivery.target, actor)
+            if result.moved_to is not None:
+                move_chat(session, delivery.channel, delivery.target, result.moved_to, actor)
+    except Exception:  # the send's outcome matters more than following the chat
+        log.exception("delivery %s: the recipient's subscription could not follow", delivery.id)
 
 
 def _hold_others(session: Session, delivery: Delivery, whole_channel: bool, until: datetime) -> None:

@@ -153,7 +153,12 @@ def businesses(session: Session) -> list[Business]:
             select(Subscriber.tax_code, func.count())
             .join(Link, Link.subscriber_id == Subscriber.id)
             .join(Click, Click.code == Link.code)
-            .where(*consenting, Click.kind == ClickKind.human, Click.repeat.is_(False))
+            .where(
+                *consenting,
+                Click.kind == ClickKind.human,
+                Click.repeat.is_(False),
+                Click.at >= Subscriber.consent_at,  # consent counts from when it was given, never backwards
+            )
             .group_by(Subscriber.tax_code)
         ).all()
     )

@@ -37,6 +37,7 @@ class Chat:
     channel: str
     chat_id: str
     language_hint: str | None = None  # the app's language, for a first greeting
+    private: bool = True  # a one-to-one chat; in a group any member could act for everyone
 
 
 @dataclass(frozen=True)
@@ -158,17 +159,54 @@ def mark_gone(session: Session, channel: str, chat_id: str, actor: Actor) -> boo
     return bool(changed)
 
 
-def move_chat(session: Session, channel: str, old: str, new: str) -> None:
-    """A group became a supergroup with a new id: the subscription and its pending messages follow."""
-    session.execute(
-        update(Subscriber)
-        .where(Subscriber.channel == channel, Subscriber.chat_id == old)
-        .values(chat_id=new, updated_at=utcnow())
-        .execution_options(synchronize_session=False)
+def move_chat(session: Session, channel: str, old: str, new: str, actor: Actor) -> None:
+    """A group became a supergroup with a new id: the subscription and its messages follow.
+
+    When the new chat subscribed on its own already (someone sent /start there),
+    the old subscription stops and its pending messages are skipped where the new
+    chat has the same campaign's: one group, one subscription, one copy.
+    """
+    taken = find(session, Chat(channel, new)) is not None
+    if taken:
+        # What the new chat was to get under its own id and has just got under the old one: skipped.
+        arrived = select(Delivery.campaign_id).where(
+            Delivery.channel == channel,
+            Delivery.target == old,
+            Delivery.status.in_([DeliveryStatus.sent, DeliveryStatus.sending]),
+        )
+        move_deliveries(
+            session,
+            [Delivery.channel == channel, Delivery.target == new, Delivery.campaign_id.in_(arrived)],
+            DeliveryStatus.pending,
+            DeliveryStatus.skipped,
+            actor,
+            "the group got it under its old id",
+        )
+        session.execute(
+            update(Subscriber)
+            .where(Subscriber.channel == channel, Subscriber.chat_id == old)
+            .values(status=SubscriberStatus.stopped, updated_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+    else:
+        session.execute(
+            update(Subscriber)
+            .where(Subscriber.channel == channel, Subscriber.chat_id == old)
+            .values(chat_id=new, updated_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+    both = select(Delivery.campaign_id).where(Delivery.channel == channel, Delivery.target == new)
+    move_deliveries(
+        session,
+        [Delivery.channel == channel, Delivery.target == old, Delivery.campaign_id.in_(both)],
+        DeliveryStatus.pending,
+        DeliveryStatus.skipped,
+        actor,
+        "the group moved to a supergroup that has this message already",
     )
     session.execute(
         update(Delivery)
-        .where(Delivery.channel == channel, Delivery.target == old, Delivery.status == DeliveryStatus.pending)
+        .where(Delivery.channel == channel, Delivery.target == old, Delivery.campaign_id.not_in(both))
         .values(target=new)
         .execution_options(synchronize_session=False)
     )

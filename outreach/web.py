@@ -298,7 +298,11 @@ class TelegramHook:
             data = None
         if not isinstance(data, dict) or not isinstance(data.get("update_id"), int):
             return Response("not a Telegram update\n", 400, media_type="text/plain")
-        await self.feed(data)
+        try:
+            await self.feed(data)
+        except Exception as exc:  # the bot is down: Telegram keeps the update and sends it again
+            log.warning("telegram webhook: update %s not taken (%s)", data["update_id"], type(exc).__name__)
+            return Response("the bot is not running\n", 503, media_type="text/plain")
         return Response("ok\n", 200, media_type="text/plain")
 
 

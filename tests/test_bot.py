@@ -411,3 +411,53 @@ def test_outreach_bot_polling_answers_and_stops_on_sigterm(
     assert "bot: polling Telegram for updates" in said
     assert "bot: stopped" in said
     assert TOKEN.split(":")[1] not in said
+
+
+def test_in_a_group_business_and_forget_need_a_private_chat_and_talk_is_ignored(
+    bot: Store, emulator: TelegramEmulator
+) -> None:
+    group = -4_000_000_123
+    emulator.add_chat(group, kind="group", title="Phòng kế toán")
+    before = len(emulator.posts(group))
+    emulator.user_sends(LAN, "/start", chat_id=group)
+    deadline = time.monotonic() + 10
+    while len(emulator.posts(group)) == before:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    for command in ("/business 0100233488", "/forget", "/stats"):
+        count = len(emulator.posts(group))
+        emulator.user_sends(LAN, command, chat_id=group)
+        while len(emulator.posts(group)) == count:
+            assert time.monotonic() < deadline + 10
+            time.sleep(0.02)
+        assert "trò chuyện riêng" in (emulator.posts(group)[-1].text or "")
+    count = len(emulator.posts(group))
+    emulator.user_sends(LAN, "chào cả nhà", chat_id=group)
+    time.sleep(0.5)
+    assert len(emulator.posts(group)) == count  # the group's talk gets no answer
+    row = subscriber(bot, group)
+    assert row is not None
+    assert row.tax_code is None
+
+
+def test_a_command_may_end_with_a_new_line(bot: Store, emulator: TelegramEmulator) -> None:
+    user = ChatUser(emulator, LAN)
+    user.says("/start")
+    consent = user.says("/business\n0314409058-002")
+    assert "0314409058-002" in (consent.text or "")
+
+
+def test_quick_taps_on_one_chat_are_each_kept(bot: Store, emulator: TelegramEmulator) -> None:
+    user = ChatUser(emulator, LAN)
+    topics = user.taps(user.says("/start"), "lang:vi:start")
+    answered = len(emulator.callback_answers)
+    for data in ("topic:tax", "topic:law", "topic:investment", "topic:procurement"):
+        emulator.user_taps(LAN, topics.message_id, data)  # no waiting between taps
+    deadline = time.monotonic() + 10
+    while len(emulator.callback_answers) < answered + 4:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    time.sleep(0.3)
+    row = subscriber(bot, LAN)
+    assert row is not None
+    assert row.topics == ["tax", "law", "investment", "procurement"]

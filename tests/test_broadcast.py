@@ -333,3 +333,25 @@ def test_a_broadcast_stopped_half_way_resumes_and_loses_nothing(
     with sqlite_store.sessions() as session:
         states = Counter(session.scalars(select(Delivery.status)))
     assert states == {DeliveryStatus.sent: 400}
+
+
+def test_a_group_that_moved_where_it_subscribed_again_gets_one_copy(
+    sqlite_store: Store, emulator: TelegramEmulator, make_settings: Callable[..., Settings]
+) -> None:
+    one_at_a_time = {"per_second": 100, "burst": 10, "concurrency": 1}  # the first send is recorded before the next
+    settings = bot_settings(make_settings, emulator.url, sqlite_store.url, rate=one_at_a_time)
+    group, supergroup = -4_000_000_002, -1_004_000_000_002
+    emulator.add_chat(group, kind="group", title="Phòng kế toán")
+    emulator.migrate(group, supergroup)
+    with sqlite_store.sessions.begin() as session:  # someone sent /start in the new supergroup too
+        session.add(Subscriber(channel="telegram_bot", chat_id=str(group), topics=["tax"]))
+        session.add(Subscriber(channel="telegram_bot", chat_id=str(supergroup), topics=["tax"]))
+    announce(sqlite_store, settings, add_item(sqlite_store, ["tax"]))
+    asyncio.run(send_once(sqlite_store, build_routing(settings)))
+    with sqlite_store.sessions() as session:
+        states = {s.chat_id: s.status for s in session.scalars(select(Subscriber))}
+        outcomes = Counter(session.scalars(select(Delivery.status)))
+    assert states == {str(group): SubscriberStatus.stopped, str(supergroup): SubscriberStatus.active}
+    # The old id's send reached the new chat and was recorded; the new chat's own copy was skipped.
+    assert outcomes == {DeliveryStatus.sent: 1, DeliveryStatus.skipped: 1}
+    assert [m.chat_id for m in emulator.messages] == [supergroup]

@@ -227,3 +227,48 @@ def test_two_inits_at_once_upgrade_once(db_url: str, tmp_path: Path) -> None:
     assert [run.returncode for run in runs] == [0, 0, 0], errors
     with Store.open(db_url, Access.read) as store:
         assert store.revision == head_revision()
+
+
+def test_upgrading_a_database_with_rows_keeps_every_row(tmp_path: Path) -> None:
+    """Batch migrations copy tables: with SQLite's foreign keys on, the old table's DROP would take its rows."""
+    from alembic import command
+    from sqlalchemy import create_engine, text
+
+    from outreach.db import _alembic_config
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = create_engine(url)
+    command.upgrade(_alembic_config(engine), "0005")
+    with engine.begin() as db:
+        db.execute(text("PRAGMA foreign_keys=ON"))
+        db.execute(
+            text(
+                "INSERT INTO campaigns (id, kind, item_ids, title, channels, language, template, status, created_by, created_at) VALUES (1, 'message', '[]', 't', '[]', 'vi', 'message', 'done', 't', '2026-11-01 00:00:00')"
+            )
+        )
+        db.execute(
+            text(
+                "INSERT INTO links (code, destination, campaign_id, channel, created_at) VALUES ('abcdefgh12', 'https://quangngai.gov.vn/', 1, 'facebook', '2026-11-01 00:00:00')"
+            )
+        )
+        db.execute(
+            text(
+                "INSERT INTO deliveries (campaign_id, channel, target, language, text, link_code, status, attempts, created_at) VALUES (1, 'facebook', 'p', 'vi', 't', 'abcdefgh12', 'sent', 1, '2026-11-01 00:00:00')"
+            )
+        )
+        db.execute(
+            text(
+                "INSERT INTO clicks (code, at, kind, \"repeat\") VALUES ('abcdefgh12', '2026-11-01 01:00:00', 'human', 0)"
+            )
+        )
+    engine.dispose()
+    with Store.open(url, Access.create) as store:  # `outreach init` upgrades
+        assert store.revision == HEAD
+        with store.engine.connect() as db:
+            counts = [
+                db.execute(text(f"SELECT count(*) FROM {table}")).scalar()
+                for table in ("campaigns", "links", "deliveries", "clicks")
+            ]
+            assert counts == [1, 1, 1, 1]
+            assert db.execute(text("SELECT campaign_id FROM links")).scalar() == 1
+            assert db.execute(text("PRAGMA foreign_keys")).scalar() == 1
