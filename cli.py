@@ -1219,20 +1219,75 @@ async def _run_bot(obj: Context, store: Store, parts: Any, listen: tuple[str, in
 
 
 @main.command()
+@click.option("--since", help="From: 2026-11-01, 30d, this-month, last-month, 2026-10, 2026-Q3, 2026 [default: 30d].")
+@click.option("--until", help="To (included): a date or one of the same forms [default: today].")
+@click.option(
+    "--by",
+    "by",
+    default="channel",
+    show_default=True,
+    help="channel, campaign, topic, source, day, week, month; combine with commas.",
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "csv", "json", "html"]), default="table", show_default=True
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write to this file [html: outreach-report-SINCE-UNTIL.html].",
+)
+@click.option(
+    "--lang", type=click.Choice(["vi", "en"]), default="vi", show_default=True, help="The HTML report's language."
+)
 @pass_ctx
-def report(obj: Context) -> None:
-    """Deliveries and clicks per channel and per campaign."""
+def report(
+    obj: Context, since: str | None, until: str | None, by: str, fmt: str, output: Path | None, lang: str
+) -> None:
+    """Referral traffic, businesses reached and the PCI targets, for a period."""
     from outreach.db import Access
-    from outreach.report_view import print_report
-    from outreach.reports import build_report
+    from outreach.report_data import ReportError, build_report_data, parse_by
+    from outreach.report_period import PeriodError, parse_period
+    from outreach.report_text import print_report_data, to_json, write_csv
 
+    try:
+        period = parse_period(since, until, obj.settings.zone)
+    except PeriodError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--since' / '--until'") from None
+    try:
+        dimensions = parse_by(by)
+    except ReportError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--by'") from None
     with obj.store(Access.read) as store, store.sessions() as session:
-        built = build_report(session, obj.settings.zone)
-    out = console()
-    print_report(out, built)
-    out.print("Where each target's posts go now (the via column shows where they went):")
-    for route in obj.routes():
-        out.print(f"  {route}", soft_wrap=True, markup=False)
+        data = build_report_data(session, obj.settings, period, dimensions, lang)
+    if fmt == "table":
+        out = console()
+        print_report_data(out, data)
+        out.print("Where each target's posts go now:")
+        for route in obj.routes():
+            out.print(f"  {route}", soft_wrap=True, markup=False)
+        return
+    if fmt == "html":
+        from outreach.report_html import render_html
+
+        target = output or Path(f"outreach-report-{period.since}-{period.until}.html")
+        target.write_text(render_html(data, lang, obj.settings.templates_dir), encoding="utf-8")
+        click.echo(f"report written to {target.resolve()}")
+        return
+    if fmt == "json":
+        text = to_json(data) + "\n"
+        if output is None:
+            click.echo(text, nl=False)
+        else:
+            output.write_text(text, encoding="utf-8")
+        return
+    if output is None:
+        import sys
+
+        write_csv(data, sys.stdout)
+    else:
+        with output.open("w", encoding="utf-8-sig", newline="") as stream:  # the BOM: Excel reads Vietnamese right
+            write_csv(data, stream)
 
 
 @main.command()

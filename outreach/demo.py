@@ -35,8 +35,10 @@ from outreach.links import short_url
 from outreach.models import CampaignStatus, Delivery, Item
 from outreach.packaged import SAMPLES
 from outreach.render import Renderer
-from outreach.report_view import print_report
-from outreach.reports import build_report
+from outreach.report_data import build_report_data
+from outreach.report_html import render_html
+from outreach.report_period import parse_period
+from outreach.report_text import print_report_data
 from outreach.routing import Routing
 from outreach.sandbox.platforms import EmulatedPlatforms, TokenVariable
 from outreach.sandbox.telegram import TelegramMessage, html_text
@@ -195,10 +197,14 @@ def run_demo(
             _click(store, local, out, server.url)
         out.rule("[b]report")
         with store.translated_errors(), store.sessions() as session:
-            print_report(out, build_report(session, settings.zone))
+            data = build_report_data(session, settings, parse_period(None, None, settings.zone), ["channel"], "vi")
+        print_report_data(out, data)
+        html = folder / "report.html"
+        html.write_text(render_html(data, "vi", settings.templates_dir), encoding="utf-8")
     finally:
         store.close()
     out.rule()
+    out.print(f"HTML report (Vietnamese, prints on A4): {html}", soft_wrap=True)
     command = sys.argv[0] if sys.argv[0].endswith("outreach") else "outreach"
     out.print(f"Database: {folder / 'outreach.db'}", soft_wrap=True)
     out.print(f"Outbox:   {folder / 'outbox'}", soft_wrap=True)
