@@ -5,7 +5,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint clean bench-tracker bench-broadcast
+.PHONY: demo test lint clean bench-tracker bench-broadcast bench-report
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,9 @@ bench-tracker: $(VENV)/.installed-test
 
 bench-broadcast: $(VENV)/.installed-test
 	$(BIN)/python bench/broadcast.py
+
+bench-report: $(VENV)/.installed-test
+	$(BIN)/python bench/report.py
 
 clean:
 	rm -rf $(VENV) *.egg-info

@@ -1034,6 +1034,76 @@ def clicks_reclassify(obj: Context, since: datetime | None) -> None:
 
 
 @main.group()
+def logs() -> None:
+    """The portal's access logs: evidence beside the clicks."""
+
+
+def _advance(bar: Any, task: Any, done: int, total: int) -> None:
+    """One file's progress bar, moved on by the import."""
+    bar.update(task, completed=done, total=total)
+
+
+@logs.command("import")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@pass_ctx
+def logs_import(obj: Context, files: tuple[Path, ...]) -> None:
+    """Count the portal hits that came from outreach (UTM tags, social referrers), by day; nginx/Apache combined, gzip too."""
+    import functools
+
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from outreach.agents import Classifier
+    from outreach.db import Access
+    from outreach.portal_logs import LogImportError, import_log
+
+    settings = obj.settings
+    classifier = Classifier(settings.schedule.tracker.agents)
+    failed = 0
+    with obj.store(Access.write) as store:
+        for path in files:
+            with Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                DownloadColumn(),
+                TimeRemainingColumn(),
+                console=console(),
+                transient=True,
+            ) as bar:
+                task = bar.add_task(path.name, total=None)
+                try:
+                    done = import_log(
+                        store,
+                        path,
+                        settings.zone,
+                        settings.click_salt,
+                        classifier,
+                        functools.partial(_advance, bar, task),
+                        utm_medium=settings.schedule.tracker.utm_medium,
+                    )
+                except LogImportError as exc:
+                    click.echo(f"error: {exc}", err=True)
+                    failed += 1
+                    continue
+            if done.already_imported:
+                click.echo(f"{path}: already imported on {obj.local(done.already_imported_at)}; nothing added")
+                continue
+            channels = ", ".join(f"{channel} {hits}" for channel, hits in sorted(done.people.items())) or "none"
+            malformed = (
+                f", {done.malformed} malformed (first at line {done.first_malformed}) skipped" if done.malformed else ""
+            )
+            click.echo(
+                f"{path}: {done.lines} lines, {done.kept} outreach hits kept (people by channel: {channels}){malformed}"
+            )
+            if not done.salted:
+                click.echo(
+                    "note: OUTREACH_CLICK_SALT is not set; visitors in this file are not matched with other files",
+                    err=True,
+                )
+    if failed:
+        raise click.exceptions.Exit(Exit.failed)
+
+
+@main.group()
 def survey() -> None:
     """Surveys of information needs, answered in the bot."""
 
@@ -1244,7 +1314,7 @@ async def _run_bot(obj: Context, store: Store, parts: Any, listen: tuple[str, in
 def report(
     obj: Context, since: str | None, until: str | None, by: str, fmt: str, output: Path | None, lang: str
 ) -> None:
-    """Referral traffic, businesses reached and the PCI targets, for a period."""
+    """Referral traffic and businesses reached, for a period."""
     from outreach.db import Access
     from outreach.report_data import ReportError, build_report_data, parse_by
     from outreach.report_period import PeriodError, parse_period

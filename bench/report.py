@@ -7,7 +7,8 @@ bots, HEAD requests) spread over the links and the days. Then, in the same run,
 best of 3 each: `build_report_data(..., by=["channel", "day"])`, which computes
 every figure and table of the report, against one hand-written SQL GROUP BY that
 computes the main table's click figures (people, repeats, previews, bots,
-distinct visitors per link and day) by channel and day.
+distinct visitors per link and day) by channel and day, from the same covering
+index (migration 0009; without it, SQLite reads the table and takes 2.5 times as long).
 
 Target: ratio <= 1.5, and under 2 s on SQLite.
 
@@ -44,8 +45,8 @@ SELECT l.channel, date(c.at, '+25200 seconds') AS day,
        SUM(CASE WHEN c.kind = 'preview' THEN 1 ELSE 0 END),
        SUM(CASE WHEN c.kind = 'bot' THEN 1 ELSE 0 END),
        COUNT(DISTINCT CASE WHEN c.kind = 'human'
-             THEN c.code || '|' || date(c.at, '+25200 seconds') || '|' || c.ip_hash || '|' || c.user_agent END)
-FROM clicks c JOIN links l ON l.code = c.code
+             THEN c.code || '|' || c.ip_hash || '|' || c.user_agent END)
+FROM links l JOIN clicks c INDEXED BY ix_clicks_report ON c.code = l.code
 WHERE c.at >= :start AND c.at < :end
 GROUP BY l.channel, day
 """

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, func, select
+from sqlalchemy import and_, case, func, literal_column, select
 from sqlalchemy.orm import Session
 
 from outreach.config import Settings
@@ -102,14 +102,12 @@ def _clicks(session: Session, period: Period) -> dict[Grain, Tally]:
     """One pass over the clicks of the period at the finest grain."""
     day = local_day(session, Click.at, period.zone)
     human = Click.kind == ClickKind.human
-    visitor = (
-        Click.code + "|" + day + "|" + func.coalesce(Click.ip_hash, "") + "|" + func.coalesce(Click.user_agent, "")
-    )
+    # Per link and day: the day is in the grouping already, so the key needs only the link and the visitor.
+    visitor = Click.code + "|" + func.coalesce(Click.ip_hash, "") + "|" + func.coalesce(Click.user_agent, "")
     query = (
         select(
             Link.channel,
             Link.campaign_id,
-            Campaign.item_id,
             day,
             func.sum(case((and_(human, Click.repeat.is_(False)), 1), else_=0)),
             func.sum(case((and_(human, Click.repeat.is_(True)), 1), else_=0)),
@@ -118,13 +116,14 @@ def _clicks(session: Session, period: Period) -> dict[Grain, Tally]:
             func.count(func.distinct(case((human, visitor)))),
         )
         .join(Link, Link.code == Click.code)
-        .outerjoin(Campaign, Campaign.id == Link.campaign_id)
-        .where(Click.at >= period.start, Click.at < period.end)
-        .group_by(Link.channel, Link.campaign_id, Campaign.item_id, day)
+        .where(_unindexed(session, Click.at) >= period.start, _unindexed(session, Click.at) < period.end)
+        .group_by(Link.channel, Link.campaign_id, day)
     )
+    # Each campaign's item, looked up once rather than joined to a million clicks.
+    item_of = dict(session.execute(select(Campaign.id, Campaign.item_id)).all())
     found: dict[Grain, Tally] = {}
-    for channel, campaign, item, local, clicks, repeats, previews, bots, visitors in session.execute(query):
-        found[(channel or NO_CHANNEL, campaign, item, str(local))] = Tally(
+    for channel, campaign, local, clicks, repeats, previews, bots, visitors in session.execute(query):
+        found[(channel or NO_CHANNEL, campaign, item_of.get(campaign), str(local))] = Tally(
             clicks=int(clicks or 0),
             repeats=int(repeats or 0),
             previews=int(previews or 0),
@@ -132,6 +131,17 @@ def _clicks(session: Session, period: Period) -> dict[Grain, Tally]:
             visitors=int(visitors or 0),
         )
     return found
+
+
+def _unindexed(session: Session, column: Any) -> Any:
+    """The column, kept from choosing the index on itself on SQLite (a unary + is SQLite's way to say so).
+
+    Given `at`'s own index, SQLite reads each click of the period from the table;
+    through links, `ix_clicks_report` holds every column the figures need (2.5x faster).
+    """
+    if session.get_bind().dialect.name != "sqlite":
+        return column
+    return literal_column(f"+{column.table.name}.{column.name}", type_=column.type)
 
 
 def _deliveries(session: Session, period: Period, into: dict[Grain, Tally]) -> None:
@@ -287,11 +297,66 @@ def build_report_data(
             for campaign_id, tally in sorted(by_campaign.items())
         ],
         "businesses": businesses_reached(session, settings, period),
-        "portal": None,
+        "portal": portal_section(session, period, daily),
         "subscribers": subscribers_section(session, settings, language),
-        "surveys": None,
+        "surveys": surveys_section(session, language),
     }
     return report
+
+
+def portal_section(
+    session: Session, period: Period, tracked: dict[tuple[str, str], int]
+) -> list[dict[str, Any]] | None:
+    """Tracked clicks beside the portal's own referral hits per day and channel; None before any log import."""
+    from outreach.models import LogImport
+    from outreach.portal_logs import portal_hits
+
+    if session.scalar(select(func.count()).select_from(LogImport)) == 0:
+        return None
+    portal = {(day.day.isoformat(), day.channel): day.hits for day in portal_hits(session, period.since, period.until)}
+    keys = sorted(set(portal) | {(day, channel) for day, channel in tracked})
+    return [
+        {
+            "day": day,
+            "channel": channel,
+            "tracked_clicks": tracked.get((day, channel), 0),
+            "portal_hits": portal.get((day, channel), 0),
+        }
+        for day, channel in keys
+    ]
+
+
+def surveys_section(session: Session, language: str) -> list[dict[str, Any]] | None:
+    """Each survey sent: respondents, counts per option in the report's language, free texts; None without any."""
+    from outreach.models import Survey
+    from outreach.survey import results
+
+    names = list(session.scalars(select(Survey.name).order_by(Survey.id)))
+    if not names:
+        return None
+    found = []
+    for name in names:
+        summary = results(session, name)
+        found.append(
+            {
+                "name": summary.name,
+                "title": summary.title.get(language),
+                "respondents": summary.respondents,
+                "questions": [
+                    {
+                        "id": each.question.id,
+                        "text": each.question.text.get(language),
+                        "counts": [
+                            {"label": option.label(language), "count": each.counts.get(option.id, 0)}
+                            for option in each.question.options
+                        ],
+                        "texts": list(each.texts),
+                    }
+                    for each in summary.questions
+                ],
+            }
+        )
+    return found
 
 
 def _sortable(key: tuple[Any, ...]) -> tuple[Any, ...]:

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
-from outreach.models import Campaign, Click, ClickKind, Delivery, DeliveryStatus, Link, Subscriber
+from outreach.models import Campaign, Click, ClickKind, Delivery, DeliveryStatus, Link
 
 K = TypeVar("K")
 UTC_ZONE = ZoneInfo("UTC")
@@ -60,28 +60,13 @@ class Counts:
         return self.clicks.get(ClickKind.bot, 0)
 
 
-@dataclass(frozen=True)
-class Business:
-    """One business registered in the bot with consent: its chats and their visits to the portal."""
-
-    tax_code: str
-    chats: int
-    visits: int  # human clicks on links sent to its chats, repeats left out
-
-
 @dataclass
 class Report:
-    """The report's tables, keyed by channel, by campaign and (with consent) by business."""
+    """Deliveries and clicks keyed by channel and by campaign (the manager's report is `report_data`)."""
 
     channels: dict[str, Counts]
     campaigns: dict[int, Counts]
     campaign_titles: dict[int, str]
-    businesses: list[Business] = field(default_factory=list)  # every consenting business, most visits first
-
-    @property
-    def businesses_reached(self) -> int:
-        """Registered businesses with at least one visit: the office's proxy for indicator 3.12."""
-        return sum(1 for business in self.businesses if business.visits)
 
     @property
     def total(self) -> Counts:
@@ -137,33 +122,7 @@ def build_report(session: Session, zone: ZoneInfo = UTC_ZONE) -> Report:
         if link_campaign is not None:
             campaigns[link_campaign].visitors += n
     titles = dict(session.execute(select(Campaign.id, Campaign.title).where(Campaign.id.in_(list(campaigns)))).all())
-    return Report(dict(sorted(channels.items())), dict(sorted(campaigns.items())), titles, businesses(session))
-
-
-def businesses(session: Session) -> list[Business]:
-    """Businesses by tax code, counting only chats that consented; a code shared by several chats is one business."""
-    consenting = (Subscriber.consent.is_(True), Subscriber.tax_code.is_not(None))
-    chats = dict(
-        session.execute(
-            select(Subscriber.tax_code, func.count()).where(*consenting).group_by(Subscriber.tax_code)
-        ).all()
-    )
-    visits = dict(
-        session.execute(
-            select(Subscriber.tax_code, func.count())
-            .join(Link, Link.subscriber_id == Subscriber.id)
-            .join(Click, Click.code == Link.code)
-            .where(
-                *consenting,
-                Click.kind == ClickKind.human,
-                Click.repeat.is_(False),
-                Click.at >= Subscriber.consent_at,  # consent counts from when it was given, never backwards
-            )
-            .group_by(Subscriber.tax_code)
-        ).all()
-    )
-    found = [Business(code, n, visits.get(code, 0)) for code, n in chats.items() if code]
-    return sorted(found, key=lambda b: (-b.visits, b.tax_code))
+    return Report(dict(sorted(channels.items())), dict(sorted(campaigns.items())), titles)
 
 
 def local_day(session: Session, at: Any, zone: ZoneInfo) -> ColumnElement[Any]:

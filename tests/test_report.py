@@ -377,3 +377,29 @@ def test_sections_without_data_are_left_out(store: Store, make_settings: Callabl
     assert report["businesses"] is None
     assert report["subscribers"] is None
     assert figures(report["headline"]) == (0, 0, 0, 0, 0, 0, None, None)  # type: ignore[arg-type]
+
+
+def test_portal_logs_stand_beside_the_tracked_clicks(filled: Store, tmp_path: Path) -> None:
+    import gzip
+
+    lines = [
+        '203.0.113.5 - - [20/Nov/2026:09:15:01 +0700] "GET /a?utm_source=facebook&utm_medium=social&utm_campaign=outreach-1 '
+        'HTTP/1.1" 200 5120 "https://l.facebook.com/" "Mozilla/5.0 (Linux; Android 14) AppleWebKit/537.36 (KHTML, like Gecko) '
+        'Chrome/130.0 Mobile Safari/537.36"',
+        "not a log line",
+    ]
+    log = tmp_path / "access.log.gz"
+    log.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
+    assert run(tmp_path, filled, "--help").exit_code == 0
+    config = tmp_path / "schedules.yaml"
+    imported = CliRunner().invoke(main, ["--config", str(config), "--db", filled.url, "logs", "import", str(log)])
+    assert imported.exit_code == 0, imported.output
+    assert "1 malformed (first at line 2) skipped" in imported.output
+    again = CliRunner().invoke(main, ["--config", str(config), "--db", filled.url, "logs", "import", str(log)])
+    assert "already imported" in again.output
+    report = json.loads(
+        run(tmp_path, filled, "--since", "2026-11-01", "--until", "2026-11-30", "--format", "json").output
+    )
+    portal = {(row["day"], row["channel"]): (row["tracked_clicks"], row["portal_hits"]) for row in report["portal"]}
+    assert portal[("2026-11-20", "facebook")] == (2, 1)  # two tracked clicks that day, one reached the portal log
+    assert portal[("2026-11-21", "facebook")] == (1, 0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -152,6 +153,17 @@ def test_a_survey_is_sent_answered_in_the_bot_and_summarised(run: Callable[..., 
     assert {row["choices"] for row in exported if row["question"] == "needs"} == {"tax;land"}
     assert "respondent" in exported[0]
     assert not any(row["respondent"] == "11" for row in exported)  # numbered, never the chat
+
+    report = json.loads(run("report", "--format", "json").output)
+    [summary] = report["surveys"]
+    assert (summary["title"], summary["respondents"]) == ("Nhu cầu thông tin của doanh nghiệp 2026", 2)
+    assert summary["questions"][0]["counts"] == [
+        {"label": "Dưới 10", "count": 0},
+        {"label": "10 đến 100", "count": 2},
+        {"label": "Trên 100", "count": 0},
+    ]
+    assert report["subscribers"]["by_status"] == {"active": 3}
+    assert report["subscribers"]["by_language"] == {"vi": 2, "en": 1}
 
 
 def test_a_broken_survey_file_says_where(run: Callable[..., Result], folder: Path) -> None:
