@@ -27,6 +27,7 @@ from channels import SETTINGS_MODELS
 from outreach.config import Settings, load_settings
 from outreach.db import Access, Store
 from outreach.models import Delivery
+from outreach.sandbox import TelegramEmulator
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_URL = os.environ.get("OUTREACH_TEST_PG_URL")
@@ -294,3 +295,23 @@ def rss_item(
         f'<guid isPermaLink="false">{escape(guid)}</guid><pubDate>{date}</pubDate>'
         f"<description>{escape(description)}</description>{cat}</item>"
     )
+
+
+# --- the Bot API emulator, for the bot's tests ----------------------------------
+
+BOT_TOKEN = "7123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw_"
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[TelegramEmulator]:
+    """One Bot API emulator per test module (a module may define its own `server`)."""
+    with TelegramEmulator() as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def emulator(server: TelegramEmulator) -> TelegramEmulator:
+    """The emulator, emptied, with the tests' bot registered."""
+    server.reset()
+    server.add_bot(BOT_TOKEN)
+    return server

@@ -43,8 +43,9 @@ from outreach.sandbox import TelegramEmulator
 from outreach.sandbox.telegram_user import ChatUser
 from outreach.serve import BackgroundServer
 from outreach.web import create_app
+from tests.conftest import BOT_TOKEN, base_config
 
-TOKEN = "7123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw_"
+TOKEN = BOT_TOKEN
 STAFF_ID, LAN, JOHN, MINH = 4242, 111_222_333, 222_333_444, 333_444_555
 SECRET = "s3cret_webhook-Token"
 ITEMS = [
@@ -57,21 +58,7 @@ ITEMS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[TelegramEmulator]:
-    with TelegramEmulator() as emulator:
-        yield emulator
-
-
-@pytest.fixture
-def emulator(server: TelegramEmulator) -> TelegramEmulator:
-    server.reset()
-    server.add_bot(TOKEN)
-    return server
-
-
 def settings_for(make_settings: Callable[..., Settings], api_url: str, db_url: str, **bot: Any) -> Settings:
-    from tests.conftest import base_config
 
     channels = base_config()["channels"]
     channels["telegram_bot"] = {"api_url": api_url, "staff": [STAFF_ID], **bot}

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -44,31 +44,18 @@ from outreach.models import (
 )
 from outreach.render import Renderer
 from outreach.sandbox import TelegramEmulator
+from tests.conftest import BOT_TOKEN, base_config
 
-TOKEN = "7123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw_"
+TOKEN = BOT_TOKEN
 FIRST_CHAT = 800_000_000
 STAFF, APPROVER = Actor("tester"), Actor("tester", "Approver")
 FAST = {"per_second": 2000, "burst": 200, "concurrency": 32}
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[TelegramEmulator]:
-    with TelegramEmulator() as emulator:
-        yield emulator
-
-
-@pytest.fixture
-def emulator(server: TelegramEmulator) -> TelegramEmulator:
-    server.reset()
-    server.add_bot(TOKEN)
-    return server
 
 
 def bot_settings(
     make_settings: Callable[..., Settings], api_url: str, db_url: str | None = None, **bot: object
 ) -> Settings:
     """The repository's config with only the bot enabled, pointed at the emulator, its token set."""
-    from tests.conftest import base_config
 
     channels = base_config()["channels"]
     channels["facebook"]["enabled"] = False
