@@ -430,6 +430,10 @@ def sources_list(obj: Context) -> None:
         out.print(
             f"  last poll {obj.local(row.last_polled_at if row else None)}: {outcome}", soft_wrap=True, markup=False
         )
+        if row is not None and row.last_ok_at is not None and row.last_error:
+            out.print(f"  last success {obj.local(row.last_ok_at)}", soft_wrap=True, markup=False)
+        if row is not None and row.last_warning:
+            out.print(f"  warning: {row.last_warning}", soft_wrap=True, markup=False)
 
 
 @main.group()

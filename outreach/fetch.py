@@ -1,14 +1,24 @@
-"""Fetching a feed's bytes: timeouts, a size cap, conditional GET, local files.
+"""Fetching a feed's bytes: one deadline, a size cap, conditional GET, local files.
 
 feedparser can fetch by itself, but with no overall deadline or size cap; so the
 body is fetched here and handed to the parser as bytes with its headers.
+
+Hostile or broken servers are expected. httpx timeouts are per operation (a
+server trickling one byte at a time never trips them), so each fetch runs under
+one `asyncio.timeout` from connect to last byte. `Content-Encoding` is decoded
+here, layer by layer, in pieces of at most `_PIECE` bytes (zlib `max_length`):
+httpx would inflate a whole network chunk at once, and a gzip inside a gzip
+turns 2 KB into a gigabyte in one call. The cap counts decoded bytes.
 """
 
 from __future__ import annotations
 
-import time
+import asyncio
+import zlib
+from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 from urllib.parse import urlparse
 from urllib.request import url2pathname
 
@@ -16,9 +26,19 @@ import httpx
 
 from outreach.config import Fetch
 
+T = TypeVar("T")
+
+_PIECE = 64 * 1024  # the most one decompression call may produce
+_MAX_CODINGS = 3  # stacked Content-Encodings beyond this are refused
+_ACCEPT = "application/rss+xml, application/atom+xml, application/xml;q=0.9, */*;q=0.5"
+
 
 class FetchError(Exception):
     """The feed could not be fetched; the message says why, for the source's record."""
+
+
+class _DeadlinePassed(Exception):
+    """The overall deadline passed while decoding (no await to cancel)."""
 
 
 @dataclass(frozen=True)
@@ -42,68 +62,81 @@ class Fetched:
 
 
 class Fetcher:
-    """Fetches feeds over one pooled HTTP client."""
+    """Fetches feeds, each under one deadline from connect to last byte; safe to share between threads.
 
-    def __init__(self, settings: Fetch, transport: httpx.BaseTransport | None = None) -> None:
+    Every `fetch` runs its own short event loop and client (feeds are polled
+    minutes apart: there is little to pool), so threads can fetch at once.
+    """
+
+    def __init__(self, settings: Fetch) -> None:
         self.settings = settings
-        self.client = httpx.Client(
-            timeout=settings.timeout_seconds,
-            follow_redirects=True,
-            headers={
-                "User-Agent": settings.user_agent,
-                "Accept": "application/rss+xml, application/atom+xml, application/xml;q=0.9, */*;q=0.5",
-            },
-            transport=transport,
-        )
+        self._tls = httpx.create_ssl_context()  # made once: loading CA certificates is the slow part
 
     def __enter__(self) -> Fetcher:
         return self
 
     def __exit__(self, *_: object) -> None:
-        self.client.close()
+        pass  # nothing outlives a fetch
 
     def fetch(self, url: str, etag: str | None = None, last_modified: str | None = None) -> Fetched:
-        """The body at `url`, or a 304 marker; FetchError on any failure."""
+        """The body at `url`, or a 304 marker; FetchError on any failure, within the deadline."""
         if urlparse(url).scheme == "file":
             return self._read_file(url)
-        conditional = {}
+        return _run_alone(self.fetch_async(url, etag, last_modified))
+
+    async def fetch_async(self, url: str, etag: str | None = None, last_modified: str | None = None) -> Fetched:
+        """`fetch` for a caller already in an event loop (http and https URLs only)."""
+        headers = {"User-Agent": self.settings.user_agent, "Accept": _ACCEPT, "Accept-Encoding": "gzip, deflate"}
         if etag:
-            conditional["If-None-Match"] = etag
+            headers["If-None-Match"] = etag
         if last_modified:
-            conditional["If-Modified-Since"] = last_modified
+            headers["If-Modified-Since"] = last_modified
         limit = self.settings.timeout_seconds
+        client = httpx.AsyncClient(timeout=limit, follow_redirects=True, headers=headers, verify=self._tls)
         try:
-            with self.client.stream("GET", url, headers=conditional) as response:
-                headers = {k.lower(): v for k, v in response.headers.items()}
-                if response.status_code == 304:
-                    return Fetched(url=url, headers=headers, not_modified=True)
-                if response.status_code >= 400:
-                    raise FetchError(f"HTTP {response.status_code} {response.reason_phrase} from {url}")
-                body = self._read_capped(response, time.monotonic() + limit)
-        except httpx.TimeoutException:
+            async with asyncio.timeout(limit):
+                return await self._get(client, url, asyncio.get_running_loop().time() + limit)
+        except (TimeoutError, _DeadlinePassed, httpx.TimeoutException):
+            # The wording is the one stored on sources before: the deadline (connect to last byte) passed.
             raise FetchError(f"timed out after {limit:g} s fetching {url}") from None
         except httpx.HTTPError as exc:
             raise FetchError(f"cannot fetch {url}: {type(exc).__name__}: {exc}") from None
+        finally:
+            await client.aclose()
+
+    async def _get(self, client: httpx.AsyncClient, url: str, deadline: float) -> Fetched:
+        async with client.stream("GET", url) as response:
+            headers = {k.lower(): v for k, v in response.headers.items()}
+            if response.status_code == 304:
+                return Fetched(url=url, headers=headers, not_modified=True)
+            if response.status_code >= 400:
+                raise FetchError(f"HTTP {response.status_code} {response.reason_phrase} from {url}")
+            body = await self._read_capped(response, url, deadline)
         headers.pop("content-location", None)  # links are resolved by us, see feeds.parse_feed
         return Fetched(url=str(response.url), body=body, headers=headers)
 
-    def _read_capped(self, response: httpx.Response, deadline: float) -> bytes:
-        """Read the body, refusing it past the cap or past the overall deadline."""
+    async def _read_capped(self, response: httpx.Response, url: str, deadline: float) -> bytes:
+        """The decoded body, refused as soon as it passes the cap (decoded bytes are counted)."""
         cap = self.settings.max_bytes
-        declared = response.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > cap:
-            raise FetchError(f"feed is {int(declared):,} bytes, over the {cap:,}-byte cap")
-        chunks: list[bytes] = []
-        size = 0
-        for chunk in response.iter_bytes():
-            size += len(chunk)
-            if size > cap:
-                raise FetchError(f"feed is over the {cap:,}-byte cap")
-            if time.monotonic() > deadline:
-                # A server dripping bytes never trips the per-read timeout.
-                raise httpx.ReadTimeout("overall deadline passed")
-            chunks.append(chunk)
-        return b"".join(chunks)
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > cap:
+            raise FetchError(f"feed at {url} is {int(declared):,} bytes, over the {cap:,}-byte cap")
+        encoding = response.headers.get("content-encoding", "")
+        layers = _layers(encoding, url)
+        clock = asyncio.get_running_loop().time
+        body = bytearray()
+        async for raw in response.aiter_raw():
+            for piece in _decode(layers, raw):
+                if len(body) + len(piece) > cap:
+                    if not layers:
+                        raise FetchError(f"feed is over the {cap:,}-byte cap")
+                    raise FetchError(
+                        f"feed at {url} is over the {cap:,}-byte cap once decoded (Content-Encoding: {encoding})"
+                    )
+                body += piece
+                if clock() > deadline:  # inflating is CPU work: no await for the timeout to cancel
+                    raise _DeadlinePassed
+        return bytes(body)
 
     def _read_file(self, url: str) -> Fetched:
         path = Path(url2pathname(urlparse(url).path))
@@ -115,3 +148,86 @@ class Fetcher:
             return Fetched(url=url, body=path.read_bytes(), headers={"content-type": "application/xml"})
         except OSError as exc:
             raise FetchError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def _run_alone(coro: Coroutine[Any, Any, T]) -> T:
+    """Run `coro` in a new event loop of this thread, not waiting for stray executor threads at the end.
+
+    (`asyncio.run` waits for the default executor: a name lookup that never
+    answers would outlast the deadline.)
+    """
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(coro)
+    finally:
+        try:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            loop.close()  # shuts the default executor down without waiting
+
+
+class _Inflater:
+    """One gzip or deflate layer, inflated in pieces of at most `_PIECE` bytes."""
+
+    def __init__(self, coding: str) -> None:
+        self.gzip = coding in ("gzip", "x-gzip")
+        self.inflater: Any = self._new()  # zlib's decompress object (no public type); None between members
+        self.started = False
+        self.pending = False  # the last call filled its piece: more may come without more input
+        self.ended = False
+
+    def _new(self) -> Any:
+        return zlib.decompressobj(zlib.MAX_WBITS | 16 if self.gzip else zlib.MAX_WBITS)
+
+    def _inflate(self, data: bytes) -> bytes:
+        try:
+            out: bytes = self.inflater.decompress(data, _PIECE)
+        except zlib.error:
+            if self.gzip or self.started:
+                raise
+            # "deflate" is often sent raw, without the zlib wrapper (as httpx allows too)
+            self.inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+            out = self.inflater.decompress(data, _PIECE)
+        self.started = True
+        return out
+
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        """Decoded pieces of `data`, lazily: each piece is used before the next is made."""
+        while (data or self.pending) and not self.ended:
+            if self.inflater is None:  # after a complete stream: another gzip member, or trailing bytes
+                if not (self.gzip and data.startswith(b"\x1f")):
+                    self.ended = True  # trailing bytes are ignored, as gzip(1) does
+                    return
+                self.inflater = self._new()
+            out = self._inflate(data)
+            data = self.inflater.unconsumed_tail
+            self.pending = len(out) == _PIECE
+            if out:
+                yield out
+            if self.inflater.eof:
+                data = self.inflater.unused_data
+                self.inflater, self.pending = None, False
+
+
+def _layers(header: str, url: str) -> list[_Inflater]:
+    """Decoders for a Content-Encoding header, outermost (last applied) first."""
+    codings = [c.strip().lower() for c in header.split(",") if c.strip() and c.strip().lower() != "identity"]
+    unknown = [c for c in codings if c not in ("gzip", "x-gzip", "deflate")]
+    if unknown:
+        raise FetchError(f"cannot decode {url}: Content-Encoding {', '.join(unknown)} (gzip and deflate only)")
+    if len(codings) > _MAX_CODINGS:
+        raise FetchError(f"cannot decode {url}: {len(codings)} stacked Content-Encodings")
+    return [_Inflater(c) for c in reversed(codings)]
+
+
+def _decode(layers: list[_Inflater], data: bytes) -> Iterator[bytes]:
+    """`data` through every layer; no piece at any layer is over `_PIECE` bytes (raw chunks pass as read)."""
+    if not layers:
+        if data:
+            yield data
+        return
+    try:
+        for piece in layers[0].feed(data):
+            yield from _decode(layers[1:], piece)
+    except zlib.error as exc:
+        raise httpx.DecodingError(f"bad compressed body: {exc}") from None

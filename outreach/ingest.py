@@ -6,10 +6,13 @@ One broken source records its error and the next one is polled all the same.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from urllib.parse import urlparse
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
@@ -25,6 +28,8 @@ from outreach.topics import TopicMatcher
 
 log = logging.getLogger(__name__)
 _GUID_BATCH = 500
+MAX_POLLS = 8  # sources polled at once in one run
+MAX_POLLS_PER_HOST = 2  # of which on one host: a portal is not to be hammered
 
 
 @dataclass(frozen=True)
@@ -36,6 +41,7 @@ class PollResult:
     seen: int = 0
     not_modified: bool = False
     error: str | None = None
+    warning: str | None = None  # read, with a workaround (a charset, entities, a date): items stored
 
 
 def sync_source(session: Session, spec: config.Source) -> Source:
@@ -66,12 +72,19 @@ class _Polling:
     fetcher: Fetcher
     matcher: TopicMatcher
     zone: ZoneInfo
+    # One writer at a time within a run: SQLite refuses a second writer's transaction
+    # that read first; the database work is short, the fetching is not.
+    writing: threading.Lock = field(default_factory=threading.Lock)
 
 
 def poll_sources(
     store: Store, schedule: config.Schedule, names: Iterable[str] = (), fetcher: Fetcher | None = None
 ) -> list[PollResult]:
-    """Poll the named sources (all when none are named), each in its own transaction."""
+    """Poll the named sources (all when none are named), each in its own transactions; results in config order.
+
+    Sources are polled at once (at most MAX_POLLS, MAX_POLLS_PER_HOST on one host),
+    each fetch under its own deadline: a slow source delays no other.
+    """
     wanted = list(names)
     unknown = [n for n in wanted if n not in {s.name for s in schedule.sources}]
     if unknown:
@@ -81,47 +94,80 @@ def poll_sources(
         if fetcher is None:
             fetcher = stack.enter_context(Fetcher(schedule.fetch))
         run = _Polling(store, fetcher, TopicMatcher(schedule.topics), ZoneInfo(schedule.timezone))
-        return [_poll_one(run, spec) for spec in specs]
+        return _poll_all(run, specs)
+
+
+def _host(spec: config.Source) -> str:
+    return (urlparse(spec.url).hostname or "").lower()  # "" for files
+
+
+def _poll_all(run: _Polling, specs: list[config.Source]) -> list[PollResult]:
+    """Each source polled on a worker thread as soon as a slot overall and on its host is free."""
+    results: dict[int, PollResult] = {}
+    waiting = list(enumerate(specs))
+    busy: dict[str, int] = {}
+    running: dict[Future[PollResult], tuple[int, str]] = {}
+    with ThreadPoolExecutor(max_workers=max(1, min(MAX_POLLS, len(specs))), thread_name_prefix="poll") as pool:
+        while waiting or running:
+            for index, spec in list(waiting):
+                host = _host(spec)
+                if len(running) < MAX_POLLS and busy.get(host, 0) < MAX_POLLS_PER_HOST:
+                    busy[host] = busy.get(host, 0) + 1
+                    waiting.remove((index, spec))
+                    running[pool.submit(_poll_one, run, spec)] = (index, host)
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                index, host = running.pop(future)
+                busy[host] -= 1
+                results[index] = future.result()  # _poll_one turns every Exception into a result
+    return [results[index] for index in range(len(specs))]
 
 
 def _poll_one(run: _Polling, spec: config.Source) -> PollResult:
     store = run.store
-    with store.sessions.begin() as session:
+    with run.writing, store.sessions.begin() as session:
         source = sync_source(session, spec)
         source_id, etag, last_modified = source.id, source.etag, source.last_modified
     started = utcnow()
     try:
         fetched = run.fetcher.fetch(spec.url, etag, last_modified)
         if fetched.not_modified:
-            _record(store, source_id, started, None, None)
+            _record(run, source_id, started, None, None)
             return PollResult(spec.name, not_modified=True)
         parsed = parse_feed(fetched.body, fetched.headers, fetched.url, started, run.zone)
-        with store.sessions.begin() as session:
+        with run.writing, store.sessions.begin() as session:
             new = _store_entries(session, source_id, spec, parsed.entries, run.matcher)
         error = parsed.problem
-        if parsed.skipped:
-            note = f"{parsed.skipped} entries without id or link skipped"
-            error = f"{error}; {note}" if error else note
-        # Only a feed that parsed cleanly may set validators: a 304 after a
-        # partial read would hide the entries we failed to read.
-        _record(store, source_id, started, error, fetched if not parsed.problem else None)
-        return PollResult(spec.name, new=new, seen=len(parsed.entries), error=error)
+        warning = scrub("; ".join(parsed.warnings)) or None
+        # Only a feed read without an error may set validators: a 304 after a partial read
+        # would hide the entries we failed to read. Warnings lose nothing, so they may.
+        _record(run, source_id, started, error, fetched if not parsed.problem else None, warning)
+        return PollResult(spec.name, new=new, seen=len(parsed.entries), error=error, warning=warning)
     except FetchError as exc:
-        _record(store, source_id, started, str(exc), None)
+        _record(run, source_id, started, str(exc), None)
         return PollResult(spec.name, error=str(exc))
     except Exception as exc:  # one source's bug must not stop the others
         log.exception("polling %s failed", spec.name)
         message = scrub(f"{type(exc).__name__}: {exc}")  # a database error quotes whole statements
-        _record(store, source_id, started, message, None)
+        _record(run, source_id, started, message, None)
         return PollResult(spec.name, error=message)
 
 
-def _record(store: Store, source_id: int, at: datetime, error: str | None, fetched: Fetched | None) -> None:
+def _record(
+    run: _Polling,
+    source_id: int,
+    at: datetime,
+    error: str | None,
+    fetched: Fetched | None,
+    warning: str | None = None,
+) -> None:
     """Write the outcome of a poll on the source row (validators only when given)."""
-    with store.sessions.begin() as session:
+    with run.writing, run.store.sessions.begin() as session:
         source = session.get_one(Source, source_id)
         source.last_polled_at = at
         source.last_error = error
+        if error is None and fetched is not None:  # a 304 or a failure says nothing new about warnings
+            source.last_warning = warning
         if error is None:
             source.last_ok_at = at
         if fetched is not None:

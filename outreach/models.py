@@ -139,6 +139,9 @@ class Source(Base):
     last_polled_at: Mapped[datetime | None]
     last_ok_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
+    # What the last poll read but had to work around (a wrong charset, undeclared entities, an
+    # unreadable date): the items are stored and the validators saved; staff may want to tell the portal.
+    last_warning: Mapped[str | None] = mapped_column(Text)
 
 
 class Item(Base):

@@ -104,7 +104,8 @@ def test_link_is_the_fallback_guid(
     url = feed_server.serve("/rss", body=rss(no_guid, no_anything))
     [result] = poll(store, settings_for(make_settings, {"name": "news", "url": url}))
     assert result.new == 1
-    assert result.error == "1 entries without id or link skipped"
+    assert result.error is None  # nothing that could be read was lost: a warning, with the real reason
+    assert result.warning == "entry #2 'Không có gì' skipped: it has neither an id nor a link"
     assert items(store)[0].guid == "https://quangngai.gov.vn/a-1.html"
 
 
@@ -181,7 +182,8 @@ def test_plain_guids_stay_as_written_and_links_resolve_against_the_feed(
     assert item.guid == "12345"
     assert item.url == f"{feed_server.url}/tin-tuc/12345.html"
     assert item.image_url == f"{feed_server.url}/uploads/a.jpg"
-    assert result.error == "1 entries without id or link skipped"  # a bare guid is no link to post
+    assert result.error is None
+    assert result.warning == "entry #2 'Chỉ có guid' skipped: its id '777' is not a URL and it has no link"
 
 
 def test_dates_without_a_zone_are_local_and_future_dates_are_capped(
@@ -328,3 +330,29 @@ def test_unknown_source_name_is_refused(store: Store, make_settings: Callable[..
     settings = settings_for(make_settings, {"name": "news", "url": "https://quangngai.gov.vn/rss"})
     with pytest.raises(UnknownSource, match="unknown source\\(s\\): nope"):
         poll(store, settings, "nope")
+
+
+def test_undeclared_entities_are_a_warning_and_the_validators_are_saved(
+    store: Store, feed_server: FeedServer, make_settings: Callable[..., Settings]
+) -> None:
+    from outreach.models import Source
+
+    entry = (
+        "<item><guid>https://quangngai.gov.vn/tin/1.html</guid><title>Hoàn thuế&nbsp;GTGT &ndash; hướng dẫn</title>"
+        "<link>https://quangngai.gov.vn/tin/1.html</link><description>Cục Thuế&hellip;</description></item>"
+    )
+    url = feed_server.serve("/rss", body=rss(entry), etag='"v1"')
+    [first] = poll(store, settings_for(make_settings, {"name": "news", "url": url}))
+    assert first.error is None
+    assert first.new == 1
+    assert first.warning is not None
+    assert "entit" in first.warning
+    [item] = items(store)
+    assert item.title == "Hoàn thuế GTGT \u2013 hướng dẫn"  # the no-break space squashed like any space
+    with store.sessions() as session:
+        source = session.scalars(select(Source)).one()
+        assert source.etag == '"v1"'  # a warning keeps the validators: the next poll is a 304
+        assert source.last_error is None
+        assert source.last_warning == first.warning
+    [second] = poll(store, settings_for(make_settings, {"name": "news", "url": url}))
+    assert second.not_modified
