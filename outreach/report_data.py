@@ -14,7 +14,7 @@ import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, case, func, literal_column, select
@@ -184,8 +184,7 @@ def _deliveries(session: Session, period: Period, into: dict[Grain, Tally]) -> N
 
 
 def _aware(moment: datetime) -> datetime:
-    from datetime import UTC
-
+    """SQLite hands back naive UTC from a raw subquery: make it aware."""
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 

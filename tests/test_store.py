@@ -11,7 +11,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
 from sqlalchemy.exc import IntegrityError, StatementError
 
-from outreach.db import Access, Store, current_revision, head_revision, migrate
+from outreach.db import Access, Store, current_revision, head_revision, migrate, modelled
 from outreach.models import Base, Item, Source
 
 TABLES = {"sources", "items", "campaigns", "deliveries", "links", "clicks", "alembic_version"}
@@ -22,15 +22,9 @@ def test_migrations_create_every_table(store: Store) -> None:
     assert current_revision(store.engine) == head_revision()
 
 
-def _modelled(obj: object, name: str | None, type_: str, reflected: bool, compare_to: object) -> bool:
-    """The search index (migration 0006) is no model: an FTS5 table with its shadow
-    tables on SQLite, an expression index on PostgreSQL."""
-    return not (name and (name == "items_search" or name.startswith("items_search_") or name == "ix_items_search"))
-
-
 def test_migrations_match_the_models(store: Store) -> None:
     with store.engine.connect() as connection:
-        opts = {"compare_type": True, "include_object": _modelled}
+        opts = {"compare_type": True, "include_object": modelled}
         diff = compare_metadata(MigrationContext.configure(connection, opts=opts), Base.metadata)
     assert diff == []
 

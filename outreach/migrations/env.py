@@ -2,16 +2,11 @@
 
 from alembic import context
 
-from outreach.db import make_engine
+from outreach.db import make_engine, modelled
 from outreach.models import Base
 
 config = context.config
 engine = config.attributes.get("engine") or make_engine(config.get_main_option("sqlalchemy.url") or "")
-
-
-def modelled(obj: object, name: str | None, type_: str, reflected: bool, compare_to: object) -> bool:
-    """The item search index (migration 0006) is no model: autogenerate must not propose dropping it."""
-    return not (name and (name == "items_search" or name.startswith("items_search_") or name == "ix_items_search"))
 
 
 class ForeignKeysBroken(RuntimeError):
