@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from dotenv import dotenv_values
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 
 from outreach import dburl
 from outreach.channel_config import (
@@ -61,16 +61,6 @@ class Topic(Strict):
     keywords: list[str] = []
 
 
-class Source(Strict):
-    """One portal feed to poll."""
-
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    url: str = Field(pattern=r"^(https?|file)://")
-    language: Language = "vi"
-    topics: list[str] = []
-    poll_minutes: int = Field(default=30, ge=1)
-
-
 def regular_expressions(patterns: list[str]) -> list[str]:
     """The patterns, each checked to compile; a ValueError names the first that does not."""
     for pattern in patterns:
@@ -79,6 +69,89 @@ def regular_expressions(patterns: list[str]) -> list[str]:
         except re.error as error:
             raise ValueError(f"{pattern!r} is not a regular expression: {error}") from None
     return patterns
+
+
+def css_selector(value: str | None) -> str | None:
+    """The selector, checked to compile; a ValueError names it when it does not."""
+    if value is None:
+        return None
+    from cssselect import GenericTranslator, SelectorError  # only configs with listing pages pay for it
+
+    try:
+        GenericTranslator().css_to_xpath(value)
+    except SelectorError as error:
+        raise ValueError(f"{value!r} is not a CSS selector: {error}") from None
+    return value
+
+
+class Listing(Strict):
+    """Where a portal listing page (source kind `html`) keeps its articles: CSS selectors.
+
+    `item` selects each article's block on the page; the others are looked up
+    inside that block. `next` is looked up on the whole page and followed up to
+    `max_pages` pages.
+    """
+
+    item: str
+    link: str = "a[href]"  # its href is the article's address (and its id)
+    title: str | None = None  # default: the link's text
+    date: str | None = None  # text (or a `datetime` / `content` attribute) in any date spelling feeds use
+    summary: str | None = None
+    image: str | None = None  # an <img> (src, data-src or srcset) or any element with href / content
+    next: str | None = None  # the "next page" link
+    max_pages: int = Field(default=3, ge=1, le=50)
+
+    @field_validator("item", "link", "title", "date", "summary", "image", "next")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        return css_selector(value)
+
+
+class SitemapOptions(Strict):
+    """How a `sitemap` source picks articles out of a sitemap (or a sitemap index)."""
+
+    # The first poll takes only the most recent N URLs: a portal's whole archive is not news.
+    first_run: int = Field(default=20, ge=1, le=1000)
+    # Only URLs whose path matches one of these (regular expressions); none: every URL.
+    include: list[str] = []
+    max_sitemaps: int = Field(default=20, ge=1, le=200)  # child sitemaps read from an index per poll
+
+    @field_validator("include")
+    @classmethod
+    def _compiles(cls, value: list[str]) -> list[str]:
+        return regular_expressions(value)
+
+
+SourceKind = Literal["feed", "sitemap", "html"]
+
+
+class Source(Strict):
+    """One portal source to poll: an RSS/Atom feed, a sitemap, or a listing page read with CSS selectors."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    url: str = Field(pattern=r"^(https?|file)://")
+    kind: SourceKind = "feed"
+    language: Language = "vi"
+    topics: list[str] = []
+    poll_minutes: int = Field(default=30, ge=1)
+    listing: Listing | None = None  # required for kind `html`
+    sitemap: SitemapOptions = SitemapOptions()
+    # Fetch the article page for items without a summary or image (OpenGraph, Twitter card,
+    # meta description). Default: on for sitemaps (they carry no title) and listing pages.
+    article_metadata: bool | None = None
+
+    @model_validator(mode="after")
+    def _listing_for_html(self) -> Source:
+        if self.kind == "html" and self.listing is None:
+            raise ValueError("a source of kind html needs `listing:` with at least an `item` selector")
+        if self.kind != "html" and self.listing is not None:
+            raise ValueError(f"`listing:` is for sources of kind html (this one is {self.kind})")
+        return self
+
+    @property
+    def wants_metadata(self) -> bool:
+        """Whether items missing a summary or image get their article page read."""
+        return self.kind != "feed" if self.article_metadata is None else self.article_metadata
 
 
 class AgentPatterns(Strict):
@@ -143,11 +216,46 @@ class Tracker(Strict):
 
 
 class Fetch(Strict):
-    """How feeds are fetched: slow or huge portals must not hang a poll."""
+    """How sources are fetched: slow or huge portals must not hang a poll, and article pages are read politely."""
 
     timeout_seconds: float = Field(default=20.0, gt=0)
     max_bytes: int = Field(default=5_000_000, ge=1024)
     user_agent: str = "outreach/0.1 (+portal feed reader)"
+    # Who to write to about our fetching (an e-mail or a web address); it goes into the User-Agent.
+    contact: str | None = None
+    # Article pages (for metadata): at most this many at once on one host, this far apart.
+    article_concurrency: int = Field(default=2, ge=1, le=2)
+    article_delay_seconds: float = Field(default=1.0, ge=0)
+
+    @property
+    def agent(self) -> str:
+        """The User-Agent sent: the configured one, naming the contact when there is one."""
+        if not self.contact or self.contact in self.user_agent:
+            return self.user_agent
+        return f"{self.user_agent} ({self.contact})"
+
+
+class AuditSection(Strict):
+    """Information a portal must publish (Decree 42/2022), mapped onto topics, sources or URL paths."""
+
+    id: str = Field(pattern=r"^[a-z][a-z0-9_-]*$", max_length=40)
+    label: Labels
+    topics: list[str] = []  # items filed under any of these count
+    sources: list[str] = []  # items from any of these count
+    paths: list[str] = []  # items whose URL path matches one of these regular expressions count
+    required: bool = True
+
+    @field_validator("paths")
+    @classmethod
+    def _compiles(cls, value: list[str]) -> list[str]:
+        return regular_expressions(value)
+
+
+class Audit(Strict):
+    """The coverage audit (`outreach audit`): required sections, and how old is stale."""
+
+    sections: list[AuditSection] = []
+    windows_days: list[int] = Field(default=[30, 90], min_length=1, max_length=4)
 
 
 class Rule(Strict):
@@ -241,6 +349,7 @@ class Schedule(Strict):
     holidays: HolidaySettings = HolidaySettings()
     dispatch: DispatchSettings = DispatchSettings()
     reports: Reports = Reports()
+    audit: Audit = Audit()
 
     @field_validator("timezone")
     @classmethod
@@ -449,6 +558,23 @@ def _cross_check(schedule: Schedule) -> list[tuple[tuple[str | int, ...], str]]:
             if topic_id not in known:
                 problems.append((("digests", i, "topics", j), f"unknown topic id {topic_id!r}"))
         problems += _unknown_channels(schedule, ("digests", i), digest.channels)
+    section_ids = [section.id for section in schedule.audit.sections]
+    for i, section in enumerate(schedule.audit.sections):
+        where = ("audit", "sections", i)
+        if section_ids.index(section.id) != i:
+            problems.append(((*where, "id"), f"duplicate section id {section.id!r}"))
+        if not (section.topics or section.sources or section.paths):
+            problems.append((where, "a section needs topics, sources or paths to count items by"))
+        problems += [
+            ((*where, "topics", j), f"unknown topic id {topic_id!r}")
+            for j, topic_id in enumerate(section.topics)
+            if topic_id not in known
+        ]
+        problems += [
+            ((*where, "sources", j), f"unknown source {name!r}")
+            for j, name in enumerate(section.sources)
+            if name not in names
+        ]
     return problems
 
 

@@ -45,6 +45,9 @@ class Entry:
     image_url: str | None
     published_at: datetime
     categories: tuple[str, ...]
+    # False when the source gave no readable date and `published_at` is the fetch time standing in:
+    # an article page's published time may then replace it.
+    dated: bool = True
 
 
 @dataclass(frozen=True)
@@ -306,7 +309,6 @@ def _entry(
             warnings.append(
                 f"entry {_label(raw, number)}: unreadable date {texts[0]!r}; the fetch time is used instead"
             )
-        published = fetched_at
     content = raw.get("content") or []
     summary_html = raw.get("summary") or (content[0].get("value") if content else "") or ""
     return Entry(
@@ -315,8 +317,11 @@ def _entry(
         title=cap(_title(raw, atom) or link, MAX_TITLE),
         summary=cap(_clean(html_to_text(summary_html)), MAX_SUMMARY),
         image_url=_image(raw, feed_url),
-        published_at=min(published, fetched_at),  # a portal's clock ahead of ours must not pin an item on top
+        published_at=min(
+            published or fetched_at, fetched_at
+        ),  # a portal's clock ahead of ours must not pin an item on top
         categories=tuple(c for t in raw.get("tags") or [] if (c := _clean(str(t.get("term") or "")))),
+        dated=published is not None,
     )
 
 

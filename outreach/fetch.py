@@ -86,7 +86,7 @@ class Fetcher:
 
     async def fetch_async(self, url: str, etag: str | None = None, last_modified: str | None = None) -> Fetched:
         """`fetch` for a caller already in an event loop (http and https URLs only)."""
-        headers = {"User-Agent": self.settings.user_agent, "Accept": _ACCEPT, "Accept-Encoding": "gzip, deflate"}
+        headers = {"User-Agent": self.settings.agent, "Accept": _ACCEPT, "Accept-Encoding": "gzip, deflate"}
         if etag:
             headers["If-None-Match"] = etag
         if last_modified:
