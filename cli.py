@@ -8,7 +8,7 @@ the option rather than a traceback from deep inside.
 from __future__ import annotations
 
 import enum
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -203,6 +203,8 @@ def _exit_status(exc: Exception, obj: Context | None) -> Exit | None:
     statuses: list[tuple[str, str, Exit]] = [
         ("outreach.dburl", "BadDatabaseUrl", Exit.usage),
         ("outreach.ingest", "UnknownSource", Exit.usage),
+        ("outreach.source_tools", "SourceSpecError", Exit.usage),
+        ("outreach.fetch", "FetchError", Exit.failed),
         ("outreach.dberrors", "NotInitialised", Exit.no_database),
         ("outreach.dberrors", "Unreachable", Exit.database_unreachable),
         ("outreach.dberrors", "StoreError", Exit.database_unusable),
@@ -385,24 +387,131 @@ def config_check(obj: Context) -> None:
 
 @main.group()
 def sources() -> None:
-    """Portal feeds: poll them, see how they are doing."""
+    """Portal feeds, sitemaps and listing pages: poll, test, add, list."""
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _source_options(command: F) -> F:
+    """The options that describe a source, shared by `sources test` (to try) and `sources add` (to keep)."""
+    options = [
+        click.option("--kind", type=click.Choice(["feed", "sitemap", "html"]), help="What the URL serves [feed]."),
+        click.option("--lang", "language", type=click.Choice(["vi", "en"]), help="The items' language [vi]."),
+        click.option("--topic", "topics", multiple=True, help="A topic id every item is filed under (repeatable)."),
+        click.option("--poll-minutes", type=click.IntRange(1), help="How often to poll [30]."),
+        click.option("--item", help="html: CSS selector of each article's block on the listing page."),
+        click.option("--link", help="html: selector of the article link inside the block [a[href]]."),
+        click.option("--title", help="html: selector of the title inside the block [the link's text]."),
+        click.option("--date", help="html: selector of the date inside the block."),
+        click.option("--summary", help="html: selector of the summary inside the block."),
+        click.option("--image", help="html: selector of the image inside the block."),
+        click.option("--next", "next_page", help='html: selector of the "next page" link.'),
+        click.option("--max-pages", type=click.IntRange(1, 50), help="html: pages followed per poll [3]."),
+        click.option("--first-run", type=click.IntRange(1, 100), help="sitemap: URLs taken on the first poll [20]."),
+        click.option("--include", multiple=True, help="sitemap: only URL paths matching this regex (repeatable)."),
+        click.option(
+            "--metadata/--no-metadata",
+            "article_metadata",
+            default=None,
+            help="Read article pages for missing summaries and images [on for sitemap and html].",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _source_fields(name: str, url: str, options: dict[str, Any]) -> dict[str, Any]:
+    """The source's fields as the config spells them, from the shared options (unset ones left out)."""
+    selectors = ("item", "link", "title", "date", "summary", "image", "next_page", "max_pages")
+    listing = {("next" if k == "next_page" else k): options.pop(k) for k in selectors}
+    sitemap = {"first_run": options.pop("first_run"), "include": list(options.pop("include")) or None}
+    fields: dict[str, Any] = {"name": name, "url": url, **options, "topics": list(options["topics"]) or None}
+    if any(v is not None for v in listing.values()):
+        fields["listing"] = {k: v for k, v in listing.items() if v is not None}
+    if any(v is not None for v in sitemap.values()):
+        fields["sitemap"] = {k: v for k, v in sitemap.items() if v is not None}
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+@sources.command("test")
+@click.argument("source")
+@_source_options
+@pass_ctx
+def sources_test(obj: Context, /, source: str, **options: Any) -> None:
+    """Show what a source would give, storing nothing.
+
+    SOURCE is a configured name or a URL; it is read once as the poll would.
+
+    Options override a configured source's settings, so selectors can be tuned
+    by trial: `outreach sources test https://portal/tin-tuc --kind html --item
+    ".news-item" --date ".date"`.
+    """
+    from outreach.source_tools import print_reading, source_spec, try_source
+
+    schedule = obj.settings.schedule
+    if "://" in source:
+        fields = _source_fields("test", source, options)
+    else:
+        try:
+            configured = schedule.source(source).model_dump(exclude_defaults=True)
+        except KeyError:
+            known = ", ".join(s.name for s in schedule.sources) or "none configured"
+            raise click.UsageError(f"no source named {source!r} (known: {known}); or give a URL") from None
+        overrides = _source_fields(source, configured["url"], options)
+        fields = {**configured, **overrides}
+        for block in ("listing", "sitemap"):
+            if block in configured and block in overrides:
+                fields[block] = {**configured[block], **overrides[block]}
+    spec = source_spec(fields)
+    read = try_source(spec, schedule)
+    print_reading(console(), spec, read, schedule)
+    if read.problem or not read.entries:
+        raise SystemExit(Exit.failed)
+
+
+@sources.command("add")
+@click.argument("name")
+@click.argument("url")
+@_source_options
+@pass_ctx
+def sources_add(obj: Context, /, name: str, url: str, **options: Any) -> None:
+    """Add a source to schedules.yaml, keeping its comments.
+
+    NAME reads URL; the file's comments and layout are kept.
+
+    Try it first with `outreach sources test URL ...` and the same options.
+    """
+    from channels import SETTINGS_MODELS
+    from outreach.source_tools import add_source, source_spec
+
+    fields = _source_fields(name, url, options)
+    spec = source_spec(fields)
+    obj.settings  # noqa: B018  the current file must be valid before we add to it
+    add_source(obj.config_path, spec, fields, SETTINGS_MODELS)
+    console().print(f"added source {name} ({spec.kind}) to {obj.config_path}; `outreach sources poll {name}` reads it")
 
 
 @sources.command("poll")
 @click.argument("names", nargs=-1)
 @pass_ctx
 def sources_poll(obj: Context, names: tuple[str, ...]) -> None:
-    """Fetch feeds now (all, or the NAMES given) and store new items."""
+    """Read sources now (all, or NAMES): store new items, update changed."""
+    from rich.markup import escape
+
     from outreach.db import Access
     from outreach.ingest import poll_sources
     from outreach.tables import fitted_table
 
     with obj.store(Access.write) as store:
         results = poll_sources(store, obj.settings.schedule, names)
-    table = fitted_table("source", "new", "in feed", "status", wide="status", right={"new", "in feed"})
+    table = fitted_table("source", "new", "changed", "read", "status", wide="status", right={"new", "changed", "read"})
     for r in results:
-        state = "not modified" if r.not_modified else (f"[red]{r.error}[/red]" if r.error else "ok")
-        table.add_row(r.source, str(r.new), str(r.seen), state)
+        state = "not modified" if r.not_modified else (f"[red]{escape(r.error)}[/red]" if r.error else "ok")
+        if r.warning and not r.error:
+            state += f" [yellow](warning: {escape(r.warning)})[/yellow]"
+        table.add_row(r.source, str(r.new), str(r.changed), str(r.seen), state)
     console().print(table)
     if any(r.error and not r.seen for r in results):
         raise SystemExit(Exit.failed)
@@ -425,15 +534,45 @@ def sources_list(obj: Context) -> None:
         outcome = "not polled yet" if row is None else (row.last_error or "ok")
         # Two lines per source rather than a table: URLs and errors stay whole at any width.
         out.print(
-            f"[b]{spec.name}[/b] ({spec.language}, every {spec.poll_minutes} min) {escape(spec.url)}", soft_wrap=True
+            f"[b]{spec.name}[/b] ({spec.kind}, {spec.language}, every {spec.poll_minutes} min) {escape(spec.url)}",
+            soft_wrap=True,
         )
         out.print(
             f"  last poll {obj.local(row.last_polled_at if row else None)}: {outcome}", soft_wrap=True, markup=False
         )
-        if row is not None and row.last_ok_at is not None and row.last_error:
+        if row is not None and row.last_polled_at is not None:
             out.print(f"  last success {obj.local(row.last_ok_at)}", soft_wrap=True, markup=False)
         if row is not None and row.last_warning:
             out.print(f"  warning: {row.last_warning}", soft_wrap=True, markup=False)
+
+
+@main.command()
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--lang", type=click.Choice(["vi", "en"]), default="vi", show_default=True, help="Labels' language.")
+@pass_ctx
+def audit(obj: Context, fmt: str, lang: str) -> None:
+    """What the portal published per required section lately.
+
+    Per section and topic, the items published in the last 30 and 90 days.
+
+    For the portal-quality indicator (Decree 42/2022 lists what an agency's
+    portal must publish): sections are mapped onto topics, sources or URL paths
+    under `audit:` in schedules.yaml. Exits 1 when a required section has
+    nothing in the longest window, so cron can tell.
+    """
+    from outreach.audit import coverage, exit_code, render_json, render_text
+    from outreach.db import Access
+    from outreach.models import utcnow
+
+    with obj.store(Access.read) as store, store.sessions() as session:
+        found = coverage(session, obj.settings.schedule, utcnow())
+    out = console()
+    if fmt == "json":
+        click.echo(render_json(found))
+    else:
+        out.print(render_text(found, lang, width=out.width), markup=False, highlight=False, soft_wrap=True)
+    if exit_code(found):
+        raise SystemExit(Exit.failed)
 
 
 @main.group()

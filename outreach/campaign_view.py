@@ -8,7 +8,7 @@ may be paused, held by the platform, outside its posting window, or due.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -23,7 +23,16 @@ from outreach.campaigns import get_campaign
 from outreach.config import Settings
 from outreach.dispatch import DispatchPlan
 from outreach.dispatch_store import EVERY_TARGET, posts_on
-from outreach.models import AuditEntry, Campaign, CampaignStatus, ChannelPause, Delivery, DeliveryStatus, utcnow
+from outreach.models import (
+    AuditEntry,
+    Campaign,
+    CampaignStatus,
+    ChannelPause,
+    Delivery,
+    DeliveryStatus,
+    Item,
+    utcnow,
+)
 from outreach.routing import Route
 from outreach.tables import fitted_table
 from outreach.windows import Holidays, next_slot
@@ -37,6 +46,8 @@ class Shown:
     deliveries: list[Delivery]
     next_steps: list[str]  # per target (or the campaign): what happens next, and why
     audit: list[AuditEntry]
+    # Items the portal changed after the campaign was made: what went out may differ from the portal now.
+    changed: list[Item] = field(default_factory=list)
 
 
 def explain(
@@ -57,7 +68,16 @@ def explain(
     )
     pauses = {(p.channel, p.target): p.reason for p in session.scalars(select(ChannelPause))}
     steps = _next(session, settings, plan, routes, campaign, deliveries, pauses, now or utcnow())
-    return Shown(campaign, deliveries, steps, audit)
+    return Shown(campaign, deliveries, steps, audit, _changed_items(session, campaign))
+
+
+def _changed_items(session: Session, campaign: Campaign) -> list[Item]:
+    """The campaign's items whose title, summary or image the portal changed after it was made."""
+    ids = [campaign.item_id] if campaign.item_id is not None else list(campaign.item_ids)
+    if not ids:
+        return []
+    query = select(Item).where(Item.id.in_(ids), Item.changed_at > campaign.created_at).order_by(Item.id)
+    return list(session.scalars(query))
 
 
 def _next(
@@ -162,6 +182,10 @@ def print_campaign(out: Console, shown: Shown, zone: ZoneInfo) -> None:
     for label, value in facts:
         grid.add_row(label, Text(value))
     out.print(grid)
+    for item in shown.changed:
+        # Not resent by itself: staff decide whether the change is worth a correction.
+        note = f"! the portal changed item {item.id} on {when(item.changed_at)}, after this campaign was made: "
+        out.print(Text(note + item.title, style="yellow"))
     out.print("[b]next[/b]")
     for step in shown.next_steps:
         out.print(Padding(Text(step), (0, 0, 0, 2)))

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -111,7 +111,7 @@ class SitemapOptions(Strict):
     """How a `sitemap` source picks articles out of a sitemap (or a sitemap index)."""
 
     # The first poll takes only the most recent N URLs: a portal's whole archive is not news.
-    first_run: int = Field(default=20, ge=1, le=1000)
+    first_run: int = Field(default=20, ge=1, le=100)
     # Only URLs whose path matches one of these (regular expressions); none: every URL.
     include: list[str] = []
     max_sitemaps: int = Field(default=20, ge=1, le=200)  # child sitemaps read from an index per poll
@@ -255,7 +255,7 @@ class Audit(Strict):
     """The coverage audit (`outreach audit`): required sections, and how old is stale."""
 
     sections: list[AuditSection] = []
-    windows_days: list[int] = Field(default=[30, 90], min_length=1, max_length=4)
+    windows_days: list[Annotated[int, Field(ge=1, le=3650)]] = Field(default=[30, 90], min_length=1, max_length=4)
 
 
 class Rule(Strict):

@@ -67,6 +67,22 @@ def demo_settings(settings: config.Settings, folder: Path, tracker_url: str) -> 
     sources = [
         config.Source(name="sample-portal-vi", url=(SAMPLES / "portal-vi.rss").as_uri(), language="vi"),
         config.Source(name="sample-portal-en", url=(SAMPLES / "portal-en.atom").as_uri(), language="en"),
+        # A section with no feed, read from its listing page with CSS selectors (the articles are not fetched:
+        # the demo is offline).
+        config.Source(
+            name="sample-portal-notices",
+            url=(SAMPLES / "portal-thong-bao.html").as_uri(),
+            kind="html",
+            article_metadata=False,
+            listing=config.Listing(
+                item="div.asset-abstract",
+                link="h3.asset-title a",
+                date=".metadata-publish-date",
+                summary=".asset-summary",
+                image="img",
+                next=".pager a",
+            ),
+        ),
     ]
     tracker = schedule.tracker.model_copy(
         update={
@@ -219,11 +235,13 @@ def run_demo(
 
 
 def _ingest(store: Store, settings: config.Settings, out: Console) -> None:
-    out.rule("1. ingest the portal's feeds")
+    out.rule("1. ingest the portal's feeds and a listing page")
     results = poll_sources(store, settings.schedule)
     for r in results:
         problem = f" [red]({r.error})[/red]" if r.error else ""
-        out.print(f"  {r.source}: {plural(r.new, 'new item')} of {r.seen} in the feed{problem}")
+        kind = settings.schedule.source(r.source).kind
+        where = {"feed": "in the feed", "html": "on the listing page", "sitemap": "new in the sitemap"}[kind]
+        out.print(f"  {r.source}: {plural(r.new, 'new item')} of {r.seen} {where}{problem}")
     again = poll_sources(store, settings.schedule)
     out.print(f"  polled again: {sum(r.new for r in again)} new (duplicates are recognised)")
 

@@ -66,6 +66,7 @@ class ParsedFeed:
     problem: str | None
     skipped: int = 0
     warnings: tuple[str, ...] = ()
+    encoding: str | None = None  # the charset the entries were read in
 
 
 def parse_feed(
@@ -85,7 +86,7 @@ def parse_feed(
     if not parsed.entries and not parsed.version:
         kind = headers.get("content-type", "unknown content type")
         problem = f"not an RSS or Atom feed ({kind})" + (f"; {problem}" if problem else "")
-        return ParsedFeed([], problem, 0, _bounded(warnings))
+        return ParsedFeed([], problem, 0, _bounded(warnings), parsed.get("encoding"))
 
     atom = str(parsed.version).startswith("atom")
     entries: dict[str, Entry] = {}
@@ -98,7 +99,7 @@ def parse_feed(
             entries.setdefault(entry.guid, entry)  # a feed repeating a guid: first wins
     if problem and entries:
         problem = f"partly read ({len(entries)} entries kept): {problem}"
-    return ParsedFeed(list(entries.values()), problem, skipped, _bounded(warnings))
+    return ParsedFeed(list(entries.values()), problem, skipped, _bounded(warnings), parsed.get("encoding"))
 
 
 def _bounded(warnings: list[str]) -> tuple[str, ...]:

@@ -34,7 +34,15 @@ _ACCEPT = "application/rss+xml, application/atom+xml, application/xml;q=0.9, */*
 
 
 class FetchError(Exception):
-    """The feed could not be fetched; the message says why, for the source's record."""
+    """The feed could not be fetched; the message says why, for the source's record.
+
+    `transient`: a later try may succeed (no answer, a timeout, a 5xx or 429),
+    unlike a 404 or a body over the cap.
+    """
+
+    def __init__(self, message: str, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 class _DeadlinePassed(Exception):
@@ -82,7 +90,7 @@ class Fetcher:
         """The body at `url`, or a 304 marker; FetchError on any failure, within the deadline."""
         if urlparse(url).scheme == "file":
             return self._read_file(url)
-        return _run_alone(self.fetch_async(url, etag, last_modified))
+        return run_alone(self.fetch_async(url, etag, last_modified))
 
     async def fetch_async(self, url: str, etag: str | None = None, last_modified: str | None = None) -> Fetched:
         """`fetch` for a caller already in an event loop (http and https URLs only)."""
@@ -98,9 +106,9 @@ class Fetcher:
                 return await self._get(client, url, asyncio.get_running_loop().time() + limit)
         except (TimeoutError, _DeadlinePassed, httpx.TimeoutException):
             # The wording is the one stored on sources before: the deadline (connect to last byte) passed.
-            raise FetchError(f"timed out after {limit:g} s fetching {url}") from None
+            raise FetchError(f"timed out after {limit:g} s fetching {url}", transient=True) from None
         except httpx.HTTPError as exc:
-            raise FetchError(f"cannot fetch {url}: {type(exc).__name__}: {exc}") from None
+            raise FetchError(f"cannot fetch {url}: {type(exc).__name__}: {exc}", transient=True) from None
         finally:
             await client.aclose()
 
@@ -110,7 +118,8 @@ class Fetcher:
             if response.status_code == 304:
                 return Fetched(url=url, headers=headers, not_modified=True)
             if response.status_code >= 400:
-                raise FetchError(f"HTTP {response.status_code} {response.reason_phrase} from {url}")
+                status = response.status_code
+                raise FetchError(f"HTTP {status} {response.reason_phrase} from {url}", status == 429 or status >= 500)
             body = await self._read_capped(response, url, deadline)
         headers.pop("content-location", None)  # links are resolved by us, see feeds.parse_feed
         return Fetched(url=str(response.url), body=body, headers=headers)
@@ -150,7 +159,7 @@ class Fetcher:
             raise FetchError(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
-def _run_alone(coro: Coroutine[Any, Any, T]) -> T:
+def run_alone(coro: Coroutine[Any, Any, T]) -> T:
     """Run `coro` in a new event loop of this thread, not waiting for stray executor threads at the end.
 
     (`asyncio.run` waits for the default executor: a name lookup that never

@@ -1,10 +1,11 @@
-"""Polling sources: fetch, parse, dedupe, file under topics, store.
+"""Polling sources: read (outreach.source_read), dedupe, file under topics, store, update what changed.
 
 One broken source records its error and the next one is polled all the same.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 from collections.abc import Iterable
@@ -20,10 +21,11 @@ from sqlalchemy.orm import Session
 
 from outreach import config
 from outreach.db import Store, insert_ignoring_conflicts
-from outreach.feeds import Entry, parse_feed
-from outreach.fetch import Fetched, Fetcher, FetchError
-from outreach.models import Item, Source, utcnow
-from outreach.text import fold, scrub
+from outreach.feeds import Entry
+from outreach.fetch import Fetcher, FetchError
+from outreach.models import Item, SitemapUrl, Source, utcnow
+from outreach.source_read import PageValidators, Previous, SourceRead, StoredLookup, read_source
+from outreach.text import fold, plural, scrub
 from outreach.topics import TopicMatcher
 
 log = logging.getLogger(__name__)
@@ -42,6 +44,7 @@ class PollResult:
     not_modified: bool = False
     error: str | None = None
     warning: str | None = None  # read, with a workaround (a charset, entities, a date): items stored
+    changed: int = 0  # stored items the portal changed (updated in place)
 
 
 def sync_source(session: Session, spec: config.Source) -> Source:
@@ -50,9 +53,14 @@ def sync_source(session: Session, spec: config.Source) -> Source:
     if row is None:
         row = Source(name=spec.name, url=spec.url)
         session.add(row)
-    elif row.url != spec.url:
-        row.etag = row.last_modified = None  # validators belong to the old URL
+    elif row.url != spec.url or row.kind != spec.kind:
+        row.etag = row.last_modified = row.watermark = None  # they belong to the old URL
+    settings = spec_hash(spec)
+    if row.spec_hash != settings:
+        row.etag = row.last_modified = None  # new selectors or filters: read the source afresh
+        row.spec_hash = settings
     row.url = spec.url
+    row.kind = spec.kind
     row.language = spec.language
     row.default_topics = list(spec.topics)
     row.poll_minutes = spec.poll_minutes
@@ -72,6 +80,7 @@ class _Polling:
     fetcher: Fetcher
     matcher: TopicMatcher
     zone: ZoneInfo
+    domains: tuple[str, ...]  # article pages are read from the source's host and these (the portal's)
     # One writer at a time within a run: SQLite refuses a second writer's transaction
     # that read first; the database work is short, the fetching is not.
     writing: threading.Lock = field(default_factory=threading.Lock)
@@ -93,7 +102,13 @@ def poll_sources(
     with ExitStack() as stack:
         if fetcher is None:
             fetcher = stack.enter_context(Fetcher(schedule.fetch))
-        run = _Polling(store, fetcher, TopicMatcher(schedule.topics), ZoneInfo(schedule.timezone))
+        run = _Polling(
+            store,
+            fetcher,
+            TopicMatcher(schedule.topics),
+            ZoneInfo(schedule.timezone),
+            tuple(schedule.tracker.allowed_domains),
+        )
         return _poll_all(run, specs)
 
 
@@ -127,22 +142,31 @@ def _poll_one(run: _Polling, spec: config.Source) -> PollResult:
     store = run.store
     with run.writing, store.sessions.begin() as session:
         source = sync_source(session, spec)
-        source_id, etag, last_modified = source.id, source.etag, source.last_modified
+        source_id = source.id
+        recorded = _recorded(session, source_id) if spec.kind == "sitemap" else frozenset()
+        previous = Previous(
+            source.etag, source.last_modified, source.watermark, _stored_lookup(store, source_id), recorded
+        )
     started = utcnow()
     try:
-        fetched = run.fetcher.fetch(spec.url, etag, last_modified)
-        if fetched.not_modified:
+        read = read_source(spec, run.fetcher, run.zone, started, previous, domains=run.domains)
+        if read.not_modified:
             _record(run, source_id, started, None, None)
             return PollResult(spec.name, not_modified=True)
-        parsed = parse_feed(fetched.body, fetched.headers, fetched.url, started, run.zone)
         with run.writing, store.sessions.begin() as session:
-            new = _store_entries(session, source_id, spec, parsed.entries, run.matcher)
-        error = parsed.problem
-        warning = scrub("; ".join(parsed.warnings)) or None
-        # Only a feed read without an error may set validators: a 304 after a partial read
+            new, changed, elsewhere = _store_entries(session, source_id, spec, read, run.matcher)
+            _remember_urls(session, source_id, read.record)
+        notes = [
+            *read.warnings,
+            *([f"{plural(elsewhere, 'item')} already stored from another source"] if elsewhere else []),
+        ]
+        warning = scrub("; ".join(notes)) or None
+        # Only a source read without an error may set validators: a 304 after a partial read
         # would hide the entries we failed to read. Warnings lose nothing, so they may.
-        _record(run, source_id, started, error, fetched if not parsed.problem else None, warning)
-        return PollResult(spec.name, new=new, seen=len(parsed.entries), error=error, warning=warning)
+        _record(run, source_id, started, read.problem, read if not read.problem else None, warning)
+        return PollResult(
+            spec.name, new=new, seen=len(read.entries), changed=changed, error=read.problem, warning=warning
+        )
     except FetchError as exc:
         _record(run, source_id, started, str(exc), None)
         return PollResult(spec.name, error=str(exc))
@@ -153,42 +177,133 @@ def _poll_one(run: _Polling, spec: config.Source) -> PollResult:
         return PollResult(spec.name, error=message)
 
 
+def _stored_lookup(store: Store, source_id: int) -> StoredLookup:
+    """Which of some guids the source already has, with their article pages' validators."""
+
+    def lookup(guids: list[str]) -> dict[str, PageValidators]:
+        found: dict[str, PageValidators] = {}
+        with store.sessions() as session:
+            for start in range(0, len(guids), _GUID_BATCH):
+                rows = session.execute(
+                    select(Item.guid, Item.page_etag, Item.page_last_modified).where(
+                        Item.source_id == source_id, Item.guid.in_(guids[start : start + _GUID_BATCH])
+                    )
+                )
+                found.update((guid, PageValidators(etag, modified)) for guid, etag, modified in rows)
+        return found
+
+    return lookup
+
+
+def spec_hash(spec: config.Source) -> str:
+    """A digest of what decides how a source is read (not its name, topics or schedule)."""
+    decisive = spec.model_dump_json(include={"url", "kind", "listing", "sitemap", "article_metadata", "language"})
+    return hashlib.blake2b(decisive.encode(), digest_size=8).hexdigest()
+
+
+def _recorded(session: Session, source_id: int) -> frozenset[int]:
+    return frozenset(session.scalars(select(SitemapUrl.url_key).where(SitemapUrl.source_id == source_id)))
+
+
+def _remember_urls(session: Session, source_id: int, keys: frozenset[int]) -> None:
+    """Record the URLs a sitemap listed (the archive on a first poll, what was stored later)."""
+    rows = [{"source_id": source_id, "url_key": key} for key in keys]
+    for start in range(0, len(rows), _GUID_BATCH):
+        insert_ignoring_conflicts(session, SitemapUrl, rows[start : start + _GUID_BATCH], ["source_id", "url_key"])
+
+
 def _record(
     run: _Polling,
     source_id: int,
     at: datetime,
     error: str | None,
-    fetched: Fetched | None,
+    read: SourceRead | None,
     warning: str | None = None,
 ) -> None:
-    """Write the outcome of a poll on the source row (validators only when given)."""
+    """Write the outcome of a poll on the source row (validators and watermark only when given)."""
     with run.writing, run.store.sessions.begin() as session:
         source = session.get_one(Source, source_id)
         source.last_polled_at = at
         source.last_error = error
-        if error is None and fetched is not None:  # a 304 or a failure says nothing new about warnings
+        if error is None and read is not None:  # a 304 or a failure says nothing new about warnings
             source.last_warning = warning
         if error is None:
             source.last_ok_at = at
-        if fetched is not None:
-            source.etag, source.last_modified = fetched.etag, fetched.last_modified
+        if read is not None and read.fetched is not None:
+            source.etag, source.last_modified = read.fetched.etag, read.fetched.last_modified
+            source.watermark = read.watermark
 
 
 def _store_entries(
-    session: Session, source_id: int, spec: config.Source, entries: list[Entry], matcher: TopicMatcher
-) -> int:
-    """Insert entries not stored before; the unique key settles any race."""
-    known: set[str] = set()
-    guids = [e.guid for e in entries]
+    session: Session, source_id: int, spec: config.Source, read: SourceRead, matcher: TopicMatcher
+) -> tuple[int, int, int]:
+    """Insert entries not stored before and update those the portal changed; (new, changed, from elsewhere).
+
+    The unique key settles any race between two pollers. A field the reading did
+    not give (an empty summary, no image) says nothing: only what the source
+    itself now says differently counts as a change. An article another source
+    already brought (a sitemap and a listing of the same section) is not stored
+    twice: it would be announced twice.
+    """
+    stored: dict[str, Item] = {}
+    guids = [e.guid for e in read.entries]
     for start in range(0, len(guids), _GUID_BATCH):
         batch = guids[start : start + _GUID_BATCH]
-        known.update(session.scalars(select(Item.guid).where(Item.source_id == source_id, Item.guid.in_(batch))))
-    rows = [_row(source_id, spec, e, matcher) for e in entries if e.guid not in known]
+        stored.update(
+            (i.guid, i) for i in session.scalars(select(Item).where(Item.source_id == source_id, Item.guid.in_(batch)))
+        )
+    now = utcnow()
+    fresh = [e for e in read.entries if e.guid not in stored]
+    elsewhere = _stored_elsewhere(session, source_id, [e.url for e in fresh])
+    rows = [_row(source_id, spec, e, matcher, read.pages.get(e.guid), now) for e in fresh if e.url not in elsewhere]
     insert_ignoring_conflicts(session, Item, rows, ["source_id", "guid"])
-    return len(rows)
+    changed = 0
+    for entry in read.entries:
+        item = stored.get(entry.guid)
+        if item is not None and _update(item, spec, entry, matcher, read.pages.get(entry.guid), now):
+            changed += 1
+    return len(rows), changed, len(fresh) - len(rows)
 
 
-def _row(source_id: int, spec: config.Source, entry: Entry, matcher: TopicMatcher) -> dict[str, object]:
+def _stored_elsewhere(session: Session, source_id: int, urls: list[str]) -> set[str]:
+    """Of these article URLs, those another source already stored."""
+    found: set[str] = set()
+    for start in range(0, len(urls), _GUID_BATCH):
+        batch = urls[start : start + _GUID_BATCH]
+        found.update(session.scalars(select(Item.url).where(Item.source_id != source_id, Item.url.in_(batch))))
+    return found
+
+
+def _update(
+    item: Item, spec: config.Source, entry: Entry, matcher: TopicMatcher, page: PageValidators | None, now: datetime
+) -> bool:
+    """Bring a stored item up to what the portal now says; whether its title, summary or image changed."""
+    if page is not None:
+        item.page_etag, item.page_last_modified = page.etag, page.last_modified
+    changes = {"title": entry.title}
+    if entry.summary:
+        changes["summary"] = entry.summary
+    if entry.image_url:
+        changes["image_url"] = entry.image_url
+    if all(getattr(item, name) == value for name, value in changes.items()):
+        return False
+    for name, value in changes.items():
+        setattr(item, name, value)
+    folded = fold(" ".join((item.title, item.summary, *entry.categories)))
+    item.search_text = folded
+    item.topics = matcher.match_folded(folded, spec.topics)
+    item.changed_at = now
+    return True
+
+
+def _row(
+    source_id: int,
+    spec: config.Source,
+    entry: Entry,
+    matcher: TopicMatcher,
+    page: PageValidators | None,
+    now: datetime,
+) -> dict[str, object]:
     folded = fold(" ".join((entry.title, entry.summary, *entry.categories)))
     return {
         "source_id": source_id,
@@ -198,8 +313,10 @@ def _row(source_id: int, spec: config.Source, entry: Entry, matcher: TopicMatche
         "summary": entry.summary,
         "image_url": entry.image_url,
         "published_at": entry.published_at,
-        "fetched_at": utcnow(),
+        "fetched_at": now,
         "language": spec.language,
         "topics": matcher.match_folded(folded, spec.topics),
         "search_text": folded,
+        "page_etag": page.etag if page else None,
+        "page_last_modified": page.last_modified if page else None,
     }

@@ -148,10 +148,10 @@ def test_config_check_says_a_token_set_means_the_platform(tmp_path: Path, config
 def test_whole_pipeline_through_the_cli(run: Run, tmp_path: Path) -> None:
     assert run("init").output == f"database {tmp_path / 'cli.db'}: schema {HEAD} (created)\n"
     assert run("init").output == f"database {tmp_path / 'cli.db'}: schema {HEAD} (up to date)\n"
-    assert table_rows(run("sources", "poll").output) == [["portal", "16", "16", "ok"]]
-    assert table_rows(run("sources", "poll").output) == [["portal", "0", "16", "ok"]]
+    assert table_rows(run("sources", "poll").output) == [["portal", "16", "0", "16", "ok"]]
+    assert table_rows(run("sources", "poll").output) == [["portal", "0", "0", "16", "ok"]]
     sources = run("sources", "list").output.splitlines()
-    assert sources[0] == f"portal (vi, every 30 min) {SAMPLE_VI}"
+    assert sources[0] == f"portal (feed, vi, every 30 min) {SAMPLE_VI}"
     assert sources[1].startswith("  last poll 20")
     assert sources[1].endswith(": ok")
     listing = table_rows(run("items", "list", "--topic", "procurement").output)
@@ -242,6 +242,7 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     folder = tmp_path / "demo"
     output = _demo(folder).output
     assert "sample-portal-vi: 16 new items of 16 in the feed" in output
+    assert "sample-portal-notices: 3 new items of 3 on the listing page" in output  # a section with no feed
     assert "polled again: 0 new (duplicates are recognised)" in output
     assert "sent 17, failed 0" in output
     assert str(folder / "outreach.db") in output
@@ -261,8 +262,8 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     rows = [row[:7] for row in table_rows(output)]
     # sent, clicks, unique, repeats, previews, bots: the demo's visitors tap from one address with one
     # agent per link, so each link is one visitor; every post's card is fetched once.
-    assert ["facebook", "7", "12", "7", "0", "7", "0"] in rows
-    assert ["telegram_bot", "3", "8", "3", "0", "3", "0"] in rows  # the subscriber's topics only
+    assert ["facebook", "7", "15", "7", "0", "7", "0"] in rows
+    assert ["telegram_bot", "3", "5", "3", "0", "3", "0"] in rows  # the subscriber's topics only
     assert ["telegram_channel", "7", "13", "7", "0", "7", "0"] in rows
     assert ["total", "17", "33", "17", "0", "17", "0"] in rows
     html = folder / "report.html"

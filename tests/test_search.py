@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from alembic import command
-from sqlalchemy import delete, event, inspect, select, text
+from sqlalchemy import delete, event, insert, inspect, select, text
 from sqlalchemy.orm import Session
 
 from outreach.config import Settings
@@ -372,9 +372,9 @@ def test_downgrade_removes_the_index_and_upgrade_indexes_what_is_there(store: St
     command.downgrade(config, "0005")
     assert current_revision(store.engine) == "0005"
     assert _search_objects(store) == set()
-    with store.sessions.begin() as session:  # rows written while there was no index
-        session.add(
-            Item(
+    with store.sessions.begin() as session:  # rows written while there was no index, in 0005's columns
+        session.execute(
+            insert(Item).values(
                 source_id=items.source_id,
                 guid="while-down",
                 url="https://quangngai.gov.vn/x.html",
