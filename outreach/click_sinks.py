@@ -33,28 +33,29 @@ from sqlalchemy.exc import SQLAlchemyError
 from outreach.click_spool import ClickRow
 from outreach.dberrors import first_line
 from outreach.models import utcnow
+from outreach.tracking import visitor_key
 
 log = logging.getLogger(__name__)
 
 # ClickRow's fields, in order; one statement per driver's paramstyle. A click already
 # stored (its commit went through but the answer was lost, so it was spooled too) is skipped.
 _INSERT_QMARK = (
-    'INSERT INTO clicks (code, at, kind, ip_hash, user_agent, referrer_host, "repeat", uid) '
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (uid) DO NOTHING"
+    'INSERT INTO clicks (code, at, kind, ip_hash, user_agent, referrer_host, "repeat", uid, visitor) '
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (uid) DO NOTHING"
 )
 # PostgreSQL: the batch as arrays, one statement and one round trip however many rows;
 # a replayed segment's row goes in the same statement, so in the same transaction.
 _INSERT_ARRAYS = (
-    'INSERT INTO clicks (code, at, kind, ip_hash, user_agent, referrer_host, "repeat", uid) '
+    'INSERT INTO clicks (code, at, kind, ip_hash, user_agent, referrer_host, "repeat", uid, visitor) '
     "SELECT * FROM unnest(%s::text[], %s::timestamptz[], %s::text[], %s::text[], %s::text[], %s::text[], "
-    "%s::bool[], %s::text[]) ON CONFLICT (uid) DO NOTHING"
+    "%s::bool[], %s::text[], %s::int8[]) ON CONFLICT (uid) DO NOTHING"
 )
-_COPY = 'COPY clicks (code, at, kind, ip_hash, user_agent, referrer_host, "repeat", uid) FROM STDIN'
+_COPY = 'COPY clicks (code, at, kind, ip_hash, user_agent, referrer_host, "repeat", uid, visitor) FROM STDIN'
 _REPLAY_ARRAYS = (
     "WITH replayed AS (INSERT INTO click_spool_replays (segment, clicks, replayed_at) VALUES (%s, %s, %s)) "
-    'INSERT INTO clicks (code, at, kind, ip_hash, user_agent, referrer_host, "repeat", uid) '
+    'INSERT INTO clicks (code, at, kind, ip_hash, user_agent, referrer_host, "repeat", uid, visitor) '
     "SELECT * FROM unnest(%s::text[], %s::timestamptz[], %s::text[], %s::text[], %s::text[], %s::text[], "
-    "%s::bool[], %s::text[]) ON CONFLICT (uid) DO NOTHING"
+    "%s::bool[], %s::text[], %s::int8[]) ON CONFLICT (uid) DO NOTHING"
 )
 _REPLAYED_QMARK = "INSERT INTO click_spool_replays (segment, clicks, replayed_at) VALUES (?, ?, ?)"
 
@@ -215,7 +216,8 @@ class _Locked(Exception):
 
 
 def _bound(row: ClickRow, at: Any) -> tuple[Any, ...]:
-    return (row.code, at, row.kind.value, row.ip_hash, row.user_agent, row.referrer_host, row.repeat, row.uid)
+    visitor = row.visitor if row.visitor is not None else visitor_key(row.ip_hash, row.user_agent)
+    return (row.code, at, row.kind.value, row.ip_hash, row.user_agent, row.referrer_host, row.repeat, row.uid, visitor)
 
 
 class PostgresSink:

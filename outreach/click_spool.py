@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import IO, Any, NamedTuple
 
 from outreach.models import ClickKind
+from outreach.tracking import visitor_key
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,15 @@ class ClickRow(NamedTuple):
     referrer_host: str | None
     repeat: bool
     uid: str  # the click's own name: stored twice, it is still one row
+    # `tracking.visitor_key(ip_hash, user_agent)`; None until the writer (or a replay) computes it.
+    visitor: int | None = None
+
+
+def keyed(row: ClickRow) -> ClickRow:
+    """The row with its visitor key (computed only when it has none)."""
+    if row.visitor is not None:
+        return row
+    return row._replace(visitor=visitor_key(row.ip_hash, row.user_agent))
 
 
 def to_line(row: ClickRow) -> str:
@@ -49,11 +59,14 @@ def to_line(row: ClickRow) -> str:
 
 
 def from_line(line: str) -> ClickRow:
-    """The click a line holds; ValueError (or KeyError, TypeError) for a torn or foreign line."""
+    """The click a line holds; ValueError (or KeyError, TypeError) for a torn or foreign line.
+
+    A line written before the visitor key (migration 0011) has none: it is computed here.
+    """
     fields: dict[str, Any] = json.loads(line)
     fields["at"] = datetime.fromisoformat(fields["at"])
     fields["kind"] = ClickKind(fields["kind"])
-    return ClickRow(**fields)
+    return keyed(ClickRow(**fields))
 
 
 @dataclass

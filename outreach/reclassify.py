@@ -4,9 +4,10 @@ Rules improve (a new link-card fetcher, an install's own pattern) after clicks
 were counted; the reports should not keep yesterday's mistakes. Stored clicks
 were all GETs (a HEAD is never stored), so each is judged from its stored agent
 exactly as the tracker judges a live one, and only rows whose kind changes are
-written. The work goes in id-ordered chunks, one short transaction each: the
-tracker keeps recording clicks meanwhile, and a run cut short can simply be run
-again (it is idempotent).
+written. A click without its visitor key (written by an outreach older than
+migration 0011 while that ran) gets it on the way. The work goes in id-ordered
+chunks, one short transaction each: the tracker keeps recording clicks
+meanwhile, and a run cut short can simply be run again (it is idempotent).
 """
 
 from __future__ import annotations
@@ -20,16 +21,18 @@ from sqlalchemy import ColumnElement, func, select, update
 from outreach.agents import Classifier
 from outreach.db import Store
 from outreach.models import Click, ClickKind
+from outreach.tracking import visitor_key
 
 CHUNK = 5_000
 
 
 @dataclass
 class Reclassified:
-    """How many clicks were judged again, and how many moved from one kind to another."""
+    """How many clicks were judged again, how many moved from one kind to another, how many got their key."""
 
     checked: int = 0
     changed: Counter[tuple[ClickKind, ClickKind]] = field(default_factory=Counter)
+    keyed: int = 0
 
     @property
     def total_changed(self) -> int:
@@ -37,7 +40,7 @@ class Reclassified:
 
 
 def reclassify(store: Store, classifier: Classifier, since: datetime | None = None, chunk: int = CHUNK) -> Reclassified:
-    """Set each stored click's kind (at or after `since`, else all) to what `classifier` says now."""
+    """Set each stored click's kind (at or after `since`, else all) to what `classifier` says now, and its key."""
     done = Reclassified()
     with store.sessions() as session:
         first = session.scalar(select(func.min(Click.id)).where(*_after(since)))
@@ -47,7 +50,7 @@ def reclassify(store: Store, classifier: Classifier, since: datetime | None = No
     while True:
         with store.sessions.begin() as session:
             rows = session.execute(
-                select(Click.id, Click.kind, Click.user_agent)
+                select(Click.id, Click.kind, Click.user_agent, Click.ip_hash, Click.visitor)
                 .where(Click.id > last_id, Click.kind != ClickKind.head, *_after(since))
                 .order_by(Click.id)
                 .limit(chunk)
@@ -55,11 +58,15 @@ def reclassify(store: Store, classifier: Classifier, since: datetime | None = No
             if not rows:
                 return done
             updates = []
-            for click_id, kind, agent in rows:
+            for click_id, kind, agent, ip_hash, visitor in rows:
                 now = classifier.kind("GET", agent or "")
-                if now is not kind:
-                    updates.append({"id": click_id, "kind": now})
-                    done.changed[(kind, now)] += 1
+                key = visitor_key(ip_hash, agent)
+                if now is not kind or visitor != key:
+                    updates.append({"id": click_id, "kind": now, "visitor": key})
+                    if now is not kind:
+                        done.changed[(kind, now)] += 1
+                    if visitor != key:
+                        done.keyed += 1
             if updates:
                 session.execute(update(Click), updates)  # one executemany, by primary key
             done.checked += len(rows)

@@ -4,6 +4,8 @@ The hash is an HMAC of the client's /24 (IPv4) or /48 (IPv6) network under
 OUTREACH_CLICK_SALT: with the agent it tells visitors apart for unique counts,
 and without the salt it names no one. The client is the peer, or, when the peer
 is one of the configured proxies, the nearest untrusted hop it forwarded for.
+The pair is also stored as one short number, the visitor key (`visitor_key`), so
+the report's index need not hold the hash and the agent themselves.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+import itertools
+import os
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -89,6 +93,21 @@ def network_hash(address: Address | None, salt: bytes) -> str | None:
     return hmac.new(salt, network.network_address.packed, hashlib.sha256).hexdigest()[:32]
 
 
+def visitor_key(ip_hash: str | None, user_agent: str | None) -> int:
+    """The visitor as one signed 64-bit number: the first 8 bytes of BLAKE2b of (network hash, agent).
+
+    Computed from the values as stored (the agent cleaned and cut to 255), so the
+    tracker, a spool replay and migration 0011's backfill give one click the same
+    key. Plain, not keyed: the network hash is keyed already, and the number
+    says nothing the two columns beside it do not. A missing hash or agent counts
+    as empty, as the report always counted them, so every click has a key.
+    Distinct (code, visitor) counts what distinct (code, ip_hash, agent) counted,
+    but for a collision: with 10,000 visitors on one link, a chance of 3 in 10^12.
+    """
+    text = f"{ip_hash or ''}\x00{user_agent or ''}"  # a network hash is hex: the NUL ends it
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big", signed=True)
+
+
 def referrer_host(referrer: str | None) -> str | None:
     """Only the host of the referring page is kept; a malformed header gives None."""
     if not referrer:
@@ -126,3 +145,23 @@ class Bursts:
     def _sweep(self, now: float) -> None:
         self._taps = {key: taps for key, taps in self._taps.items() if now - taps[-1] <= self.window}
         self._sweep_at = max(10_000, 2 * len(self._taps))
+
+
+class ClickIds:
+    """Names for clicks (`clicks.uid`) in the order they were made, as 32 hex characters.
+
+    The process's start (ms) and 32 random bits, then a counter: unique across
+    processes and restarts like a uuid4, but each new name sorts after the last,
+    so the unique index on `uid` takes a batch at its end (one page) instead of
+    one random page per click. bench/tracker.py on SQLite (2026-11-28, quiet
+    runs): 14,759-14,981 -> 17,577-17,814 redirects/s, the commit 48-53 -> 32-35 us
+    a click. Cheaper than uuid4 too (no system call per click). One per process
+    (each worker makes its own).
+    """
+
+    def __init__(self) -> None:
+        self._prefix = f"{time.time_ns() // 1_000_000:012x}{os.urandom(4).hex()}"
+        self._count = itertools.count()
+
+    def __call__(self) -> str:
+        return f"{self._prefix}{next(self._count):012x}"

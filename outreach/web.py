@@ -19,7 +19,6 @@ import json
 import logging
 import re
 import secrets
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -44,7 +43,7 @@ from outreach.link_cache import LinkCache, Lookup
 from outreach.links import CODE_PATTERN
 from outreach.models import utcnow
 from outreach.tracker_metrics import TrackerMetrics
-from outreach.tracking import Bursts, ClientAddress, network_hash, referrer_host
+from outreach.tracking import Bursts, ClickIds, ClientAddress, network_hash, referrer_host
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +150,7 @@ class ClickTracker:
         self.classifier = Classifier(settings.agents)
         self.client = ClientAddress(settings.trusted_proxies)
         self.bursts = Bursts(settings.burst.clicks, settings.burst.seconds)
+        self.click_id = ClickIds()  # names in creation order: the unique index takes them at its end
         self.metrics = TrackerMetrics(self.writer.spool.waiting, lambda: len(self.links))
         self.writer.observe = self.metrics.observe_batch
         self.links_total = 0
@@ -195,7 +195,7 @@ class ClickTracker:
             user_agent=agent or None,
             referrer_host=referrer_host(wanted.get(b"referer")),
             repeat=self.bursts.is_repeat(visitor, agent, code),
-            uid=uuid.uuid4().hex,
+            uid=self.click_id(),
         )
 
     def _visitor(self, peer: str | None, x_forwarded_for: str | None, forwarded: str | None) -> str | None:
