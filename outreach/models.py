@@ -356,7 +356,6 @@ class Click(Base):
         # Covering: the report reads every figure from the index alone (bench/report.py), and with
         # the 8-byte visitor key in place of the hash and the agent, an insert stays cheap (0011).
         Index("ix_clicks_report", "code", "at", "kind", "repeat", "visitor"),
-        Index("ix_clicks_at", "at"),
         Index("uq_clicks_uid", "uid", unique=True),
     )
 

@@ -39,6 +39,7 @@ def upgrade() -> None:
         batch.add_column(sa.Column("visitor", sa.BigInteger(), nullable=True))
     backfill(op.get_bind())
     op.create_index("ix_clicks_report", "clicks", ["code", "at", "kind", "repeat", "visitor"])
+    op.drop_index("ix_clicks_at", table_name="clicks")
 
 
 def backfill(connection: sa.Connection, batch: int = BATCH) -> int:
@@ -76,6 +77,7 @@ def backfill(connection: sa.Connection, batch: int = BATCH) -> int:
 
 
 def downgrade() -> None:
+    op.create_index("ix_clicks_at", "clicks", ["at"])
     op.drop_index("ix_clicks_report", table_name="clicks")
     with op.batch_alter_table("clicks") as batch:
         batch.drop_column("visitor")
