@@ -105,9 +105,9 @@ def build_report(session: Session, zone: ZoneInfo = UTC_ZONE) -> Report:
             _add(counts.clicks, kind, n)
             if repeat and kind is ClickKind.human:
                 counts.repeats += n
-    # A visitor: one network hash and agent on one link on one day, however often they tapped.
+    # A visitor: one network hash and agent (their key, `Click.visitor`) on one link on one day, however often.
     visits = (
-        select(Click.code, local_day(session, Click.at, zone), Click.ip_hash, Click.user_agent)
+        select(Click.code, local_day(session, Click.at, zone), Click.visitor)
         .where(Click.kind == ClickKind.human)
         .distinct()
         .subquery()
