@@ -383,6 +383,12 @@ def config_check(obj: Context) -> None:
         click.echo(f"  rule {rule.name}: {wanted} → {'scheduled' if rule.approved else 'draft'}")
     for digest in schedule.digests:
         click.echo(f"  digest {digest.name}: {digest.days} at {digest.at}")
+    if schedule.audit.sections:
+        required = sum(1 for section in schedule.audit.sections if section.required)
+        click.echo(f"  audit: {plural(required, 'required section')} (`outreach audit`)")
+    if not schedule.fetch.contact and any(source.wants_metadata for source in schedule.sources):
+        # Not an error: but a portal's webmaster who sees article pages fetched should know by whom.
+        click.echo("  note: fetch.contact is not set: article pages are read with no contact in the User-Agent")
 
 
 @main.group()

@@ -131,6 +131,7 @@ def test_config_check_names_each_targets_transport_and_why(run: Run, tmp_path: P
         f"  telegram_channel → @quangngai_investors: via outbox (no token in OUTREACH_TELEGRAM_TOKEN: files under {outbox})",
         f"  telegram_bot → subscribers: via outbox (no token in OUTREACH_TELEGRAM_TOKEN: files under {outbox})",
         "  approval: someone other than the creator approves",
+        "  audit: 7 required sections (`outreach audit`)",
     ]
 
 

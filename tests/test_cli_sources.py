@@ -186,3 +186,13 @@ def test_sources_add_writes_through_a_symlink_keeping_mode_and_indentation(tmp_p
     text = real.read_text(encoding="utf-8")
     assert "\n- name: sitemap\n  url: https://quangngai.gov.vn/sitemap.xml\n  kind: sitemap\n" in text
     assert text.replace("- name: sitemap\n  url: https://quangngai.gov.vn/sitemap.xml\n  kind: sitemap\n", "") == flat
+
+
+def test_config_check_names_the_audit_and_a_missing_contact(make_settings: Callable[..., Settings]) -> None:
+    sitemap = {"name": "sm", "url": "https://quangngai.gov.vn/sitemap.xml", "kind": "sitemap"}
+    settings = make_settings(sources=[sitemap])
+
+    out = run(settings.config_path, "config", "check")
+
+    assert "audit: 7 required sections" in out
+    assert "fetch.contact is not set" in out
