@@ -10,6 +10,7 @@ the new file is validated as a whole before it replaces the old one.
 
 from __future__ import annotations
 
+import copy
 import os
 import tempfile
 from collections.abc import Mapping
@@ -24,7 +25,10 @@ from rich.console import Console
 from rich.markup import escape
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 from ruamel.yaml.util import load_yaml_guess_indent
+from yaml import YAMLError
+from yaml import safe_load as yaml_safe_load
 
 from outreach import config
 from outreach.channel_config import ChannelModels
@@ -99,8 +103,11 @@ def add_source(config_path: Path, spec: config.Source, given: Mapping[str, Any],
     """
     target = config_path.resolve()  # a symlinked config stays a symlink; its target gets the source
     text = target.read_text(encoding="utf-8")
-    document, indent, sequence_indent = load_yaml_guess_indent(text)
     yaml = YAML()  # round-trip mode: comments, order and quoting survive
+    # Quotes kept as written: ruamel writes YAML 1.2, and the config is read as 1.1, where an
+    # unquoted 17:00 is a number (1020).
+    yaml.preserve_quotes = True
+    document, indent, sequence_indent = load_yaml_guess_indent(text, yaml=yaml)
     yaml.indent(mapping=_mapping_indent(text), sequence=indent or 2, offset=sequence_indent or 0)
     yaml.width = 4096  # never fold a long URL or selector onto two lines
     if not isinstance(document, CommentedMap):
@@ -110,7 +117,10 @@ def add_source(config_path: Path, spec: config.Source, given: Mapping[str, Any],
         sources = document["sources"] = CommentedSeq()
     if any(isinstance(s, Mapping) and s.get("name") == spec.name for s in sources):
         raise config.ConfigError([f"{config_path}: sources: a source named {spec.name!r} is already there"])
-    sources.append(_plain(given))
+    entry = _plain(given)
+    if sources and isinstance(sources[-1], CommentedMap):
+        _hand_on_trailing_comment(sources[-1], entry)
+    sources.append(entry)
     handle, temp_name = tempfile.mkstemp(prefix=".schedules-", suffix=".yaml", dir=target.parent)
     temp = Path(temp_name)
     try:
@@ -123,6 +133,29 @@ def add_source(config_path: Path, spec: config.Source, given: Mapping[str, Any],
         raise config.ConfigError([p.replace(str(temp), str(config_path)) for p in exc.problems]) from None
     finally:
         temp.unlink(missing_ok=True)
+
+
+def _hand_on_trailing_comment(previous: CommentedMap, entry: CommentedMap) -> None:
+    """Blank lines and comments after the last source belong to what follows the list: keep them after the new one.
+
+    ruamel.yaml hangs them on the last source's last value, with that value's own
+    end-of-line comment in front; only what comes after that line moves.
+    """
+    while previous and isinstance(last := previous[list(previous)[-1]], CommentedMap) and last:
+        previous = last
+    tokens = previous.ca.items.get(list(previous)[-1]) if previous else None
+    token = tokens[2] if tokens and len(tokens) > 2 else None
+    if token is None:
+        return
+    own, newline, after = token.value.partition("\n")
+    if not after:
+        return
+    moved = copy.copy(token)
+    moved.value = "\n" + after
+    token.value = own + newline
+    while isinstance(last := entry[list(entry)[-1]], CommentedMap) and last:
+        entry = last  # the comment goes after the deepest last value: the line written last
+    entry.ca.items[list(entry)[-1]] = [None, None, moved, None]
 
 
 def _mapping_indent(text: str) -> int:
@@ -141,5 +174,23 @@ def _plain(given: Mapping[str, Any]) -> CommentedMap:
     entry = CommentedMap()
     for key in sorted(given, key=lambda k: order.index(k) if k in order else len(order)):
         value = given[key]
-        entry[key] = CommentedMap(value) if isinstance(value, Mapping) else value
+        entry[key] = (
+            CommentedMap((k, _scalar(v)) for k, v in value.items()) if isinstance(value, Mapping) else _scalar(value)
+        )
     return entry
+
+
+def _scalar(value: Any) -> Any:
+    """A value as it must be written to be read back the same by the config's YAML 1.1 loader."""
+    if isinstance(value, list):
+        return [_scalar(v) for v in value]
+    if isinstance(value, str) and not _reads_back(value):
+        return DoubleQuotedScalarString(value)  # "17:00", "no", "1e3", "[data-x]", "#main a" ...
+    return value
+
+
+def _reads_back(text: str) -> bool:
+    try:
+        return bool(yaml_safe_load(text) == text)
+    except YAMLError:
+        return False

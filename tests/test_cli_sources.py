@@ -117,10 +117,10 @@ def test_sources_add_keeps_comments_and_layout_and_validates_first(tmp_path: Pat
 
     assert "added source dau-thau (html)" in " ".join(out.split())
     text = config.read_text(encoding="utf-8")
-    assert (
-        text.split("  - name: dau-thau")[0] == COMMENTED.split("\ntracker:", maxsplit=1)[0] + "\n"
-    )  # untouched up to the new entry
-    assert text.endswith(COMMENTED[COMMENTED.index("tracker:") :])
+    last_source = "    url: https://quangngai.gov.vn/rss/tin-tuc.rss\n"
+    head, tail = COMMENTED.split(last_source)
+    assert text.startswith(head + last_source + "  - name: dau-thau\n")  # right after the last source
+    assert text.endswith("\n\n" + tail.lstrip("\n"))  # the blank line and what follows the list stay after it
     for comment in ("# Quảng Ngãi portal outreach", "# the province's clock", "# The news feed."):
         assert comment in text
     schedule = load_schedule(config)
@@ -196,3 +196,28 @@ def test_config_check_names_the_audit_and_a_missing_contact(make_settings: Calla
 
     assert "audit: 7 required sections" in out
     assert "fetch.contact is not set" in out
+
+
+def test_sources_add_quotes_what_yaml_would_misread_and_keeps_quotes_staff_wrote(tmp_path: Path) -> None:
+    config = tmp_path / "schedules.yaml"
+    config.write_text(COMMENTED.replace("tracker:", 'digests:\n  - {name: morning, at: "07:30"}\ntracker:'), "utf-8")
+
+    run(
+        config,
+        "sources",
+        "add",
+        "x",
+        "https://quangngai.gov.vn/x",
+        "--kind",
+        "html",
+        "--item",
+        "#main li",
+        "--date",
+        "no",
+    )
+
+    schedule = load_schedule(config)  # "07:30" still a time, not the number 450
+    assert schedule.digests[0].at == "07:30"
+    listing = schedule.source("x").listing
+    assert listing is not None
+    assert (listing.item, listing.date) == ("#main li", "no")
