@@ -281,10 +281,11 @@ def test_config_check_says_when_each_channel_posts_and_what_rules_do(tmp_path: P
     )
     result = CliRunner().invoke(main, ["--config", str(config), "config", "check"], env=STAFF)
     assert result.exit_code == 0, result.output
-    assert result.output.splitlines()[-5:] == [
+    assert result.output.splitlines()[-6:] == [
         "  facebook posts: Mon-Fri 07:30-11:30, 13:30-17:00; no posts on public holidays; at most 4 a day",
         "  approval: someone other than the creator approves",
         "  rule tax-news: tax, law → draft",
         "  rule all-news: any topic → scheduled",
         "  digest evening: mon-fri at 17:00",
+        "  audit: 7 required sections (`outreach audit`)",
     ]
