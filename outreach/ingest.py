@@ -11,7 +11,7 @@ import threading
 from collections.abc import Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from urllib.parse import urlparse
 from zoneinfo import ZoneInfo
@@ -289,11 +289,16 @@ def _update(
         return False
     for name, value in changes.items():
         setattr(item, name, value)
-    folded = fold(" ".join((item.title, item.summary, *entry.categories)))
+    folded = folded_text(replace(entry, title=item.title, summary=item.summary))  # a summary kept from before
     item.search_text = folded
     item.topics = matcher.match_folded(folded, spec.topics)
     item.changed_at = now
     return True
+
+
+def folded_text(entry: Entry) -> str:
+    """What topics are matched against and search reads: title, summary and categories, accent-free."""
+    return fold(" ".join((entry.title, entry.summary, *entry.categories)))
 
 
 def _row(
@@ -304,7 +309,7 @@ def _row(
     page: PageValidators | None,
     now: datetime,
 ) -> dict[str, object]:
-    folded = fold(" ".join((entry.title, entry.summary, *entry.categories)))
+    folded = folded_text(entry)
     return {
         "source_id": source_id,
         "guid": entry.guid,

@@ -33,6 +33,7 @@ from yaml import safe_load as yaml_safe_load
 from outreach import config
 from outreach.channel_config import ChannelModels
 from outreach.fetch import Fetcher
+from outreach.ingest import folded_text
 from outreach.models import utcnow
 from outreach.source_read import SourceRead, read_source
 from outreach.topics import TopicMatcher
@@ -75,7 +76,7 @@ def print_reading(out: Console, spec: config.Source, read: SourceRead, schedule:
         out.print(f"  [yellow]warning:[/yellow] {escape(warning)}", soft_wrap=True)
     for number, entry in enumerate(read.entries, 1):
         when = entry.published_at.astimezone(zone).strftime("%Y-%m-%d %H:%M")
-        topics = matcher.match_folded(_folded(entry.title, entry.summary), spec.topics)
+        topics = matcher.match_folded(folded_text(entry), spec.topics)  # as the poll files it
         out.print(f"[b]{number}. {escape(entry.title)}[/b]", soft_wrap=True)
         lines = [
             ("link", entry.url),
@@ -86,12 +87,6 @@ def print_reading(out: Console, spec: config.Source, read: SourceRead, schedule:
         ]
         for label, value in lines:
             out.print(f"   {label:>7}: {escape(value)}", soft_wrap=True, highlight=False)
-
-
-def _folded(*texts: str) -> str:
-    from outreach.text import fold
-
-    return fold(" ".join(texts))
 
 
 def add_source(config_path: Path, spec: config.Source, given: Mapping[str, Any], channel_models: ChannelModels) -> None:
