@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import statistics
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -421,3 +422,81 @@ def test_portal_logs_stand_beside_the_tracked_clicks(filled: Store, tmp_path: Pa
     portal = {(row["day"], row["channel"]): (row["tracked_clicks"], row["portal_hits"]) for row in report["portal"]}
     assert portal[("2026-11-20", "facebook")] == (2, 1)  # two tracked clicks that day, one reached the portal log
     assert portal[("2026-11-21", "facebook")] == (1, 0)
+
+
+def test_first_clicks_and_businesses_read_off_the_time_index_at_their_edges(
+    store: Store, make_settings: Callable[..., object]
+) -> None:
+    """Links clicked earlier on the day of their send or consent, and a first click after the period.
+
+    The report reads clicks by time (migration 0013) and each link's first click
+    per day; these are the cases where that day's first click is not the answer.
+    """
+    with store.sessions.begin() as session:
+        campaign = Campaign(
+            kind=CampaignKind.item,
+            title="t",
+            channels=["facebook"],
+            language="vi",
+            status=CampaignStatus.done,
+            created_by="t",
+        )
+        early, late = (
+            Subscriber(channel="telegram_bot", chat_id=chat, tax_code=code, consent=True, consent_at=local(10, 10))
+            for chat, code in (("1", "0100233488"), ("2", "0314409058"))
+        )
+        session.add_all([campaign, early, late])
+        session.flush()
+        session.add_all(
+            [
+                Link(
+                    code="E1aaaaaaaa",
+                    destination="https://quangngai.gov.vn/",
+                    campaign_id=campaign.id,
+                    channel="facebook",
+                ),
+                Link(
+                    code="E2aaaaaaaa",
+                    destination="https://quangngai.gov.vn/",
+                    campaign_id=campaign.id,
+                    channel="facebook",
+                ),
+                Link(code="B1aaaaaaaa", destination="https://quangngai.gov.vn/", subscriber_id=early.id),
+                Link(code="B2aaaaaaaa", destination="https://quangngai.gov.vn/", subscriber_id=late.id),
+            ]
+        )
+        session.flush()
+        session.add_all(
+            Delivery(
+                campaign_id=campaign.id,
+                channel="facebook",
+                target=target,
+                language="vi",
+                text="t",
+                link_code=code,
+                status=DeliveryStatus.sent,
+                sent_at=at,
+            )
+            for target, code, at in (("a", "E1aaaaaaaa", local(10, 10)), ("b", "E2aaaaaaaa", local(14, 20)))
+        )
+        session.add_all(
+            Click(code=code, at=at, kind=ClickKind.human, ip_hash="v", user_agent="a", repeat=repeat)
+            for code, at, repeat in (
+                ("E1aaaaaaaa", local(10, 9), False),  # clicked before the send: not its first click
+                ("E1aaaaaaaa", local(10, 10, 5), True),  # a repeat after it: not a first click either
+                ("E1aaaaaaaa", local(10, 10, 30), False),  # the first: 30 minutes after the send
+                ("E2aaaaaaaa", local(16, 8), False),  # after the period (it ends with the 15th): 2 days less 12 h
+                ("B1aaaaaaaa", local(10, 9), False),  # before consent, and
+                ("B1aaaaaaaa", local(10, 11), False),  # after it, the same day: reached
+                ("B2aaaaaaaa", local(10, 9), False),  # only before consent: not reached
+            )
+        )
+    settings = settings_for(make_settings, store.url)
+    period = parse_period("2026-11-01", "2026-11-15", ZONE, NOW)
+    with store.sessions() as session:
+        report = build_report_data(session, settings, period, ["channel"])  # type: ignore[arg-type]
+    (row,) = [row for row in report["rows"] if row["key"]["channel"] == "facebook"]
+    assert row["sent"] == 2
+    assert row["median_first_click_seconds"] == statistics.median([30 * 60, 36 * 3600])
+    businesses = report["businesses"]
+    assert (businesses["registered"], businesses["reached"]) == (2, 1)

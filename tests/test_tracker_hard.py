@@ -287,7 +287,7 @@ def test_a_segment_the_database_refuses_is_set_aside_not_retried_forever(
     spool = Spool(settings.click_spool)
     from outreach.models import utcnow
 
-    # A link missing from the database (a restored older backup): the foreign key refuses its clicks.
+    # A link missing from the database (a restored older backup): the replay checks codes and refuses them.
     spool.append([ClickRow("GoneGone01", utcnow(), ClickKind.human, None, "x", None, False, "gone")])
     spool.close_segment()
     spool.append([ClickRow(code, utcnow(), ClickKind.human, None, "x", None, False, "kept")])

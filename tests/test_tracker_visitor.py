@@ -151,10 +151,12 @@ def test_upgrading_a_populated_0010_database_keys_every_click_and_counts_the_sam
             .all()
         )
     assert after == before
-    assert _report_index(engine) == ["code", "at", "kind", "repeat", "visitor"]
+    assert _report_index(engine) == ["at", "code", "kind", "repeat", "visitor"]  # time first since 0013
+    assert inspect(engine).get_foreign_keys("clicks") == []
 
     command.downgrade(config, "0010")
     assert _report_index(engine) == ["code", "at", "kind", "repeat", "ip_hash", "user_agent"]
+    assert [key["referred_table"] for key in inspect(engine).get_foreign_keys("clicks")] == ["links"]
     assert "visitor" not in {column["name"] for column in inspect(engine).get_columns("clicks")}
     with engine.connect() as db:
         assert db.execute(text("SELECT count(*) FROM clicks")).scalar() == 25_000
