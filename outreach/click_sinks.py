@@ -82,6 +82,8 @@ class Replay:
 class ClickSink(Protocol):
     """Commits batches of clicks; raises Unavailable (or AlreadyReplayed)."""
 
+    waits_on_network: bool  # a commit leaves the event loop free meanwhile (see ClickWriter._launch)
+
     async def insert(self, rows: Sequence[ClickRow], replay: Replay | None = None) -> None: ...
 
     async def probe(self) -> None: ...
@@ -103,6 +105,8 @@ class SqliteSink:
     thread that made it), taken from the engine so its pragmas apply, and kept:
     a batch is one executemany and one COMMIT, nothing more.
     """
+
+    waits_on_network = False
 
     def __init__(self, engine: Engine, path: Path | None, deadline: float, thread: Executor) -> None:
         self.engine, self.path, self.deadline, self.thread = engine, path, deadline, thread
@@ -240,6 +244,8 @@ class PostgresSink:
     against psycopg's 0.13-0.19, and the loop waits on it for every batch
     (bench/tracker.py: 0.58 -> 0.62 of a bare redirect, alternating runs).
     """
+
+    waits_on_network = True
 
     def __init__(self, url: str, deadline: float) -> None:
         parsed = make_url(url).set(drivername="postgresql")

@@ -196,6 +196,10 @@ class Relay:
 
     def cut(self) -> None:
         assert self._listener is not None
+        # Closed alone, a listener that a thread is blocked accepting on still takes one more
+        # connection (the kernel keeps it until accept returns): shut down first, it refuses at once.
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
         self._listener.close()
         with self._lock:
             for sock in self._sockets:
