@@ -237,7 +237,7 @@ def _bound(row: ClickRow, at: Any) -> tuple[Any, ...]:
 
 
 class PostgresSink:
-    """asyncpg connections on the event loop, one per batch on its way; a failed one is dropped.
+    """asyncpg connections on the event loop, kept for the next batch; a failed one is dropped.
 
     asyncpg rather than psycopg (which the rest of outreach uses, through SQLAlchemy):
     a batch is a binary COPY either way, but asyncpg's costs the event loop 0.09 ms

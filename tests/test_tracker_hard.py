@@ -536,3 +536,41 @@ def test_a_visitor_is_counted_once_per_local_day(store: Store, make_settings: Ca
     with store.sessions() as session:
         assert build_report(session, settings.zone).channels["facebook"].visitors == 1  # one morning in Quảng Ngãi
         assert build_report(session).channels["facebook"].visitors == 2  # two days in UTC
+
+
+def test_the_writer_overlaps_commits_with_answers_on_postgresql_and_commits_whole_on_sqlite(
+    store: Store, make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    """40 clicks waiting at once: PostgreSQL gets two halves, the second sent before the first's requests
+    are answered (its commit overlaps their answers); SQLite, which commits on the loop, gets one batch."""
+    from outreach.click_writer import ClickWriter, short_wait_engine
+    from outreach.models import utcnow
+
+    code = make_campaign(store, make_settings())["facebook"]
+    writer = ClickWriter(store.url, short_wait_engine(store.url, 2.0), Spool(tmp_path / "spool"))
+    events: list[tuple[str, int]] = []
+    writer.observe = lambda size, _seconds, where: events.append((where, size))
+    insert = writer.sink.insert
+
+    async def sending(rows: list[ClickRow], replay: object = None) -> None:
+        events.append(("sent", len(rows)))
+        await insert(rows)
+
+    writer.sink.insert = sending  # type: ignore[method-assign]
+
+    async def click(n: int) -> None:
+        await writer.record(ClickRow(code, utcnow(), ClickKind.human, None, "x", None, False, f"overlap-{n}"))
+        events.append(("answered", 1))
+
+    async def main() -> None:
+        await writer.start()
+        await asyncio.gather(*(click(n) for n in range(40)))
+        await writer.close()
+
+    asyncio.run(main())
+    if store.url.startswith("postgresql"):
+        assert events[:4] == [("sent", 20), ("database", 20), ("sent", 20), ("answered", 1)]
+    else:
+        assert events[:3] == [("sent", 40), ("database", 40), ("answered", 1)]
+    assert events.count(("answered", 1)) == 40
+    assert clicks_in(store) == 40
