@@ -227,6 +227,9 @@ class ClickWriter:
     def _lost_database(self, why: str) -> None:
         self.stats.database_ok, self.stats.last_error = False, why
         self._next_probe = time.monotonic() + self.probe_every
+        # The writer may be asleep with no deadline (the database was fine when it last looked, and no
+        # click came since): wake it, so that it probes every `probe_every` until the database is back.
+        self._wake.set()
         log.error("clicks: the database is unavailable (%s); clicks go to %s", why, self.spool.folder)
 
     async def _recover(self) -> None:
