@@ -33,6 +33,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from outreach.click_spool import ClickRow
 from outreach.dberrors import first_line
+from outreach.dburl import BadDatabaseUrl
 from outreach.models import utcnow
 from outreach.tracking import visitor_key
 
@@ -323,8 +324,14 @@ async def _close(connection: Any) -> None:
 
 
 def make_sink(url: str, engine: Engine, path: Path | None, deadline: float, thread: Executor) -> ClickSink:
-    """The sink for this database."""
+    """The sink for this database; BadDatabaseUrl when PostgreSQL's driver for it is missing."""
     if make_url(url).get_backend_name() == "postgresql":
+        try:
+            import asyncpg  # noqa: F401  (here, so a missing driver stops the tracker at its start)
+        except ImportError:
+            raise BadDatabaseUrl(
+                "the tracker writes clicks to PostgreSQL with asyncpg: pip install 'outreach[postgres]'"
+            ) from None
         return PostgresSink(url, deadline)
     return SqliteSink(engine, path, deadline, thread)
 

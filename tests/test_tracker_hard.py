@@ -574,3 +574,16 @@ def test_the_writer_overlaps_commits_with_answers_on_postgresql_and_commits_whol
         assert events[:3] == [("sent", 40), ("database", 40), ("answered", 1)]
     assert events.count(("answered", 1)) == 40
     assert clicks_in(store) == 40
+
+
+def test_postgresql_without_asyncpg_stops_the_tracker_with_what_to_install(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from outreach.click_sinks import make_sink
+    from outreach.dburl import BadDatabaseUrl
+
+    monkeypatch.setitem(sys.modules, "asyncpg", None)  # as if not installed
+    with pytest.raises(BadDatabaseUrl, match=r"asyncpg: pip install 'outreach\[postgres\]'"):
+        make_sink("postgresql+psycopg://postgres@127.0.0.1/outreach", None, None, 2.0, ThreadPoolExecutor(1))  # type: ignore[arg-type]
