@@ -146,7 +146,7 @@ class ClickWriter:
                 continue
             await self._gather()
             await self._ready.wait()  # the batch on its way, if any, sends this one when it is done
-            if self._pending and self._ready.is_set():
+            if self._pending:
                 self._launch()
 
     def _launch(self) -> None:
