@@ -237,6 +237,31 @@ def _bound(row: ClickRow, at: Any) -> tuple[Any, ...]:
     return (row.code, at, row.kind.value, row.ip_hash, row.user_agent, row.referrer_host, row.repeat, row.uid, visitor)
 
 
+# libpq's connection options that asyncpg does not know: it would pass them on to the server as
+# settings, and the server would refuse the connection. The deadline stands for connect_timeout.
+LIBPQ_ONLY = frozenset(
+    {
+        "connect_timeout",
+        "keepalives",
+        "keepalives_idle",
+        "keepalives_interval",
+        "keepalives_count",
+        "tcp_user_timeout",
+        "hostaddr",
+        "gssencmode",
+        "gssdelegation",
+        "channel_binding",
+        "require_auth",
+        "requirepeer",
+        "sslcompression",
+        "sslsni",
+        "sslcertmode",
+        "fallback_application_name",
+        "client_encoding",  # asyncpg speaks UTF-8 only
+    }
+)
+
+
 class PostgresSink:
     """asyncpg connections on the event loop, kept for the next batch; a failed one is dropped.
 
@@ -250,7 +275,8 @@ class PostgresSink:
 
     def __init__(self, url: str, deadline: float) -> None:
         parsed = make_url(url).set(drivername="postgresql")
-        self.dsn = parsed.render_as_string(hide_password=False)
+        kept = {name: value for name, value in parsed.query.items() if name not in LIBPQ_ONLY}
+        self.dsn = parsed.set(query=kept).render_as_string(hide_password=False)
         self.deadline = deadline
         self._idle: list[Any] = []
 
@@ -262,11 +288,10 @@ class PostgresSink:
             if not connection.is_closed():
                 return connection
         # Outside a transaction each statement commits on its own: a batch is one COPY, atomic.
-        return await asyncpg.connect(
-            self.dsn,
-            timeout=self.deadline,
-            server_settings={"statement_timeout": str(int(self.deadline * 1000))},
-        )
+        connection = await asyncpg.connect(self.dsn, timeout=self.deadline)
+        # SET, not a start-up parameter: a pooler (PgBouncer) refuses start-up parameters it does not know.
+        await connection.execute(f"SET statement_timeout = {int(self.deadline * 1000)}")
+        return connection
 
     async def _run(self, work: Callable[[Any], Awaitable[Any]]) -> Any:
         """`work` on a pooled connection, its errors as Unavailable, Rejected or AlreadyReplayed."""
@@ -282,10 +307,16 @@ class PostgresSink:
             if error.constraint_name == "pk_click_spool_replays":
                 raise AlreadyReplayed(str(error)) from None
             raise Rejected(first_line(error)) from None
-        except asyncpg.IntegrityConstraintViolationError as error:
+        except (asyncpg.IntegrityConstraintViolationError, asyncpg.DataError) as error:  # these rows, every time
             self._idle.append(connection)
             raise Rejected(first_line(error)) from None
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as error:
+        except (
+            asyncpg.PostgresError,
+            asyncpg.InterfaceError,
+            asyncpg.InternalClientError,
+            OSError,
+            TimeoutError,
+        ) as error:
             # Not retried here, even on a connection the server dropped while idle: the
             # statement may have been carried out. The spool keeps the batch, and its
             # replay skips any click already stored.

@@ -14,7 +14,7 @@ import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, case, func, select
@@ -86,6 +86,10 @@ class Tally:
 
 Grain = tuple[str, int | None, int | None, str]  # channel, campaign, item, local day (ISO)
 COUNTED = and_(Click.kind == ClickKind.human, Click.repeat.is_(False))  # a person's click, not one of a burst
+LONGEST_DAY = timedelta(hours=25)  # a local day, the day the clocks go back
+# How far past the period a delivery's first click is looked for: the clicks since the end are read by
+# time, and for a period long past, "since" would be every click since.
+FIRST_CLICK_HORIZON = timedelta(days=30)
 
 
 def parse_by(text: str | Sequence[str]) -> list[str]:
@@ -119,22 +123,30 @@ class Pass:
     day_firsts: dict[str, list[Any]]
 
     def first_from(self, code: str, moment: datetime) -> datetime | None:
-        """The link's first counted click at or after `moment`, within the period."""
-        local = moment.astimezone(self.period.zone).date()
+        """The link's first counted click at or after `moment`, within the period.
+
+        Between the last day's first click before `moment` and the next one, clicks
+        can only belong to that day: if it may reach past `moment` (a day is at most
+        25 hours, whatever the clock changes), the rest of it is read by the time index.
+        """
+        before: datetime | None = None
         for raw in sorted(self.day_firsts.get(code, ())):
             first = _moment(raw)
             if first >= moment:
-                return first
-            if first.astimezone(self.period.zone).date() == local:  # that day began earlier: read the rest of it
-                day_end = datetime.combine(local + timedelta(days=1), time(), self.period.zone)
-                later = self.session.scalar(
-                    select(func.min(Click.at)).where(
-                        Click.at >= moment, Click.at < min(day_end, self.period.end), Click.code == code, COUNTED
-                    )
-                )
-                if later is not None:
-                    return _moment(later)
-        return None
+                return self._rest_of_day(code, before, moment, first) or first
+            before = first
+        return self._rest_of_day(code, before, moment, self.period.end)
+
+    def _rest_of_day(self, code: str, day_began: datetime | None, moment: datetime, until: datetime) -> datetime | None:
+        """The first counted click in [moment, until) of the day that began at `day_began`, if any."""
+        if day_began is None or moment >= day_began + LONGEST_DAY:
+            return None
+        found = self.session.scalar(
+            select(func.min(Click.at)).where(
+                Click.at >= moment, Click.at < min(until, day_began + LONGEST_DAY), Click.code == code, COUNTED
+            )
+        )
+        return _moment(found) if found is not None else None
 
 
 def _clicks(session: Session, period: Period) -> Pass:
@@ -183,7 +195,7 @@ def _deliveries(session: Session, period: Period, found: Pass) -> None:
     """Deliveries sent in the period, and how long each waited for its first counted human click.
 
     Counted: a repeat (one of a burst) is never a visitor's first click. A first
-    click after the period is read from the clicks since its end, in one query.
+    click after the period is read from the 30 days after its end, in one query.
     """
     into = found.grains
     day = local_day(session, Delivery.sent_at, period.zone)
@@ -217,7 +229,9 @@ def _deliveries(session: Session, period: Period, found: Pass) -> None:
         return
     later = dict(
         session.execute(
-            select(Click.code, func.min(Click.at)).where(Click.at >= period.end, COUNTED).group_by(Click.code)
+            select(Click.code, func.min(Click.at))
+            .where(Click.at >= period.end, Click.at < period.end + FIRST_CLICK_HORIZON, COUNTED)
+            .group_by(Click.code)
         ).all()
     )
     for grain, sent_at, code in unanswered:

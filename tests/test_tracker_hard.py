@@ -587,3 +587,32 @@ def test_postgresql_without_asyncpg_stops_the_tracker_with_what_to_install(
     monkeypatch.setitem(sys.modules, "asyncpg", None)  # as if not installed
     with pytest.raises(BadDatabaseUrl, match=r"asyncpg: pip install 'outreach\[postgres\]'"):
         make_sink("postgresql+psycopg://postgres@127.0.0.1/outreach", None, None, 2.0, ThreadPoolExecutor(1))  # type: ignore[arg-type]
+
+
+def test_postgresql_url_options_only_libpq_knows_do_not_stop_the_clicks(
+    store: Store, make_settings: Callable[..., Settings]
+) -> None:
+    """psycopg takes connect_timeout, keepalives, client_encoding...; asyncpg would hand them to the server."""
+    if not store.url.startswith("postgresql"):
+        pytest.skip("a PostgreSQL test")
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sqlalchemy.engine import make_url
+
+    from outreach.click_sinks import make_sink
+    from outreach.models import utcnow
+
+    code = make_campaign(store, make_settings())["facebook"]
+    extra = {"connect_timeout": "5", "keepalives": "1", "keepalives_idle": "30", "client_encoding": "utf8"}
+    url = make_url(store.url)
+    url = url.update_query_dict({**url.query, **extra}).render_as_string(hide_password=False)
+    sink = make_sink(url, store.engine, None, 2.0, ThreadPoolExecutor(1))
+
+    async def main() -> None:
+        await sink.probe()
+        await sink.insert([ClickRow(code, utcnow(), ClickKind.human, None, "x", None, False, "libpq-1")])
+        await sink.close()
+
+    before = clicks_in(store)
+    asyncio.run(main())
+    assert clicks_in(store) == before + 1

@@ -16,7 +16,11 @@ writes only codes it read from the links table, and a replayed spool is checked
 against the links before it is written (`outreach.click_sinks`), so nothing is lost
 by it: a click naming a link a restored database lacks is still set aside.
 
-On SQLite the table is copied (SQLite cannot drop a constraint), once.
+On SQLite the table is copied (SQLite cannot drop a constraint), once. On PostgreSQL
+the index is rebuilt in the upgrade's transaction, which holds click inserts back
+meanwhile: a tracker running during `outreach init` spools its clicks and replays
+them after. A downgrade puts the foreign key back, and refuses while any click
+names a link the database lacks.
 
 Revision ID: 0013
 Revises: 0012
