@@ -39,8 +39,8 @@ from outreach.tracking import visitor_key
 
 log = logging.getLogger(__name__)
 
-# ClickRow's fields, in order; one statement per driver's paramstyle. A click already
-# stored (its commit went through but the answer was lost, so it was spooled too) is skipped.
+# SQLite: ClickRow's fields, in order. A click already stored (its commit went through but
+# the answer was lost, so it was spooled too) is skipped.
 _INSERT_QMARK = (
     'INSERT INTO clicks (code, at, kind, ip_hash, user_agent, referrer_host, "repeat", uid, visitor) '
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (uid) DO NOTHING"

@@ -576,9 +576,7 @@ def test_the_writer_overlaps_commits_with_answers_on_postgresql_and_commits_whol
     assert clicks_in(store) == 40
 
 
-def test_postgresql_without_asyncpg_stops_the_tracker_with_what_to_install(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
+def test_postgresql_without_asyncpg_stops_the_tracker_with_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
     from outreach.click_sinks import make_sink
